@@ -1,0 +1,1 @@
+"""Avatar providers behind one interface: HeyGen Streaming API, LiveAvatar, and the local demo."""

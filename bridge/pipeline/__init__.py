@@ -1,0 +1,1 @@
+"""Pure, loop-free conversions between what sources deliver and what sinks need."""

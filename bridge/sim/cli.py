@@ -1,0 +1,98 @@
+"""``heygen-bridge simulate``: the provider fakes as a standalone process for rehearsals.
+
+With a LiveKit server (started here from a ``livekit-server`` binary, or given with
+``--livekit-url``) the simulated avatar joins the room and publishes video and audio, so the
+whole bridge can be tried without credits.  Without one, the REST APIs still work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import tempfile
+from pathlib import Path
+
+from bridge.sim import DEFAULT_HEYGEN_KEY
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    p.add_argument(
+        "--heygen-key",
+        default=DEFAULT_HEYGEN_KEY,
+        help=f"the API key the HeyGen fake accepts (default {DEFAULT_HEYGEN_KEY})",
+    )
+    p.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=3,
+        help="concurrent sessions per key before code 10007 (default 3, a trial account)",
+    )
+    p.add_argument(
+        "--livekit",
+        choices=["auto", "off"],
+        default="auto",
+        help="auto: start livekit-server if installed, so the avatar publishes media",
+    )
+    p.add_argument("--livekit-url", help="use this LiveKit server instead (ws://...)")
+    p.add_argument("--livekit-key", default="devkey", help="its API key (default devkey)")
+    p.add_argument("--livekit-secret", default="secret", help="its API secret (default secret)")
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    from bridge.sim.heygen import HeyGenLimits
+    from bridge.sim.livekit_server import LiveKitServer, find_binary
+    from bridge.sim.media import MediaHost, NoMedia
+    from bridge.sim.server import Simulator
+
+    server: LiveKitServer | None = None
+    media: MediaHost = NoMedia()
+    lk_url, lk_key, lk_secret = args.livekit_url, args.livekit_key, args.livekit_secret
+    if lk_url is None and args.livekit == "auto":
+        binary = find_binary()
+        if binary is None:
+            _say(
+                "livekit-server not found: the avatar will not publish media "
+                "(install: go install github.com/livekit/livekit-server/cmd/server@v1.13.5)"
+            )
+        else:
+            log_path = Path(tempfile.gettempdir()) / "heygen-bridge-sim-livekit.log"
+            server = await LiveKitServer(binary, log_path=log_path).start()
+            lk_url, lk_key, lk_secret = server.url, server.api_key, server.api_secret
+            _say(f"LiveKit server: {lk_url} (log: {log_path})")
+    if lk_url is not None:
+        from bridge.sim.avatar import LiveKitHost
+
+        media = LiveKitHost(url=lk_url, api_key=lk_key, api_secret=lk_secret)
+    sim = Simulator(
+        host=args.host,
+        port=args.port,
+        media=media,
+        heygen_keys={args.heygen_key},
+        heygen_limits=HeyGenLimits(max_concurrent=args.max_concurrent),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await sim.start()
+        _say(f"HeyGen Streaming API fake: {sim.url}  (API key: {args.heygen_key})")
+        _say(
+            f"  point the bridge at it: HEYGEN_BASE_URL={sim.url} "
+            f"HEYGEN_API_KEY={args.heygen_key} heygen-bridge run --provider heygen"
+        )
+        _say("Ctrl-C stops the simulator.")
+        await stop.wait()
+    finally:
+        await sim.aclose()
+        await media.aclose()
+        if server is not None:
+            server.stop()
+    return 0

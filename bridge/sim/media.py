@@ -1,0 +1,116 @@
+"""How a simulator puts its avatar into a LiveKit room: the seam between REST fakes and media.
+
+A :class:`MediaHost` mints room tokens and makes an avatar join a room; the avatar it returns
+(:class:`AvatarLink`) speaks, is interrupted and leaves.  :class:`NoMedia` is the host for a
+simulator without a LiveKit server: sessions work over REST and speech only takes time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bridge.avatar.performer import SpeechEvent
+from bridge.avatar.speech import estimate_duration
+
+# (payload, topic) data packets an avatar publishes for one speech event.
+Packets = list[tuple[bytes, str]]
+
+
+class Dialect(Protocol):
+    """How a provider spells speech events on the data channel."""
+
+    def packets(self, event: SpeechEvent) -> Packets: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSpec:
+    url: str
+    room: str
+    token: str  # what the avatar joins with
+    width: int
+    height: int
+    identity: str = "heygen"
+
+
+class AvatarLink(Protocol):
+    async def say(self, text: str, task_id: str) -> float:
+        """Queue speech; returns its duration in seconds."""
+        ...
+
+    def interrupt(self) -> None: ...
+
+    async def publish(self, payload: bytes, topic: str) -> None:
+        """Send a data packet into the room as the avatar (session events)."""
+        ...
+
+    async def leave(self) -> None: ...
+
+
+class MediaHost(Protocol):
+    livekit_url: str | None
+
+    def token(self, room: str, identity: str, *, publish: bool) -> str: ...
+
+    async def join(
+        self,
+        spec: RoomSpec,
+        *,
+        dialect: Dialect,
+        on_data: Callable[[bytes, str | None], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> AvatarLink: ...
+
+    async def close_room(self, room: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _SilentAvatar:
+    """Speech that only takes time: enough for REST-level behaviour (sync tasks, interrupt)."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._busy_until = 0.0
+
+    async def say(self, text: str, task_id: str) -> float:
+        duration = estimate_duration(text, self._rate)
+        loop = asyncio.get_running_loop()
+        self._busy_until = max(self._busy_until, loop.time()) + duration
+        return duration
+
+    def interrupt(self) -> None:
+        self._busy_until = 0.0
+
+    async def publish(self, payload: bytes, topic: str) -> None:
+        return None
+
+    async def leave(self) -> None:
+        self._busy_until = 0.0
+
+
+class NoMedia:
+    """A media host for simulators run without a LiveKit server."""
+
+    livekit_url: str | None = None
+
+    def token(self, room: str, identity: str, *, publish: bool) -> str:
+        return f"sim-no-livekit.{room}.{identity}"
+
+    async def join(
+        self,
+        spec: RoomSpec,
+        *,
+        dialect: Dialect,
+        on_data: Callable[[bytes, str | None], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> AvatarLink:
+        return _SilentAvatar(1.0)
+
+    async def close_room(self, room: str) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

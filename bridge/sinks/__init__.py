@@ -1,0 +1,1 @@
+"""Where media leaves the bridge: the virtual webcam, the virtual microphone."""

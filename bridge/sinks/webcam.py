@@ -1,0 +1,218 @@
+"""The virtual webcam: avatar frames to a v4l2loopback device (pyvirtualcam), at a steady rate.
+
+A named thread converts and writes.  A fresh avatar frame is written as soon as it arrives
+(at most twice the configured rate); when none comes it writes the last frame again, and
+after ``slate_after`` seconds the slate, so apps never lose the camera (``exclusive_caps=1``
+devices vanish from browsers without a writer).  Without a device the thread runs all the
+same (the snapshot shows what the camera would) and retries the device every few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyvirtualcam
+
+from bridge.config import CameraConfig
+from bridge.errors import DeviceUnavailable
+from bridge.media.frames import U8, VideoFrame
+from bridge.media.slot import LatestSlot
+from bridge.pipeline.slate import render_slate
+from bridge.pipeline.video import VideoConverter
+from bridge.sinks import v4l2devices
+
+log = logging.getLogger(__name__)
+
+# A fresh frame may be written this soon after the previous write (x interval) ...
+MIN_SPACING = 0.5
+# ... and after a fresh frame we wait this long (x interval) for the next before repeating,
+# so ordinary network jitter does not turn into a repeat plus a delayed frame.
+FRESH_WAIT = 1.2
+DEVICE_RETRY_S = 5.0
+
+
+@dataclass
+class CameraStats:
+    state: str = "starting"  # writing | unavailable | stopped
+    device: str | None = None
+    engine: str = ""
+    frames_in: int = 0
+    frames_out: int = 0
+    repeats: int = 0
+    slate_frames: int = 0
+    dropped: int = 0
+    max_gap_ms: float = 0.0
+    last_error: str | None = None
+    fix: str | None = None
+    showing: str = "slate"  # avatar | repeat | slate
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=600))
+
+    def snapshot(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+        pick = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 3)) if lat else None
+        return {
+            "state": self.state,
+            "device": self.device,
+            "engine": self.engine,
+            "showing": self.showing,
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "repeats": self.repeats,
+            "slate_frames": self.slate_frames,
+            "dropped": self.dropped,
+            "max_gap_ms": round(self.max_gap_ms, 1),
+            "latency_ms_p50": pick(0.5) if pick else None,
+            "latency_ms_p95": pick(0.95) if pick else None,
+            "last_error": self.last_error,
+            "fix": self.fix,
+        }
+
+
+def open_camera(cfg: CameraConfig) -> Any:
+    """A pyvirtualcam camera per config, or :class:`DeviceUnavailable` saying how to fix it."""
+    fmt = (
+        pyvirtualcam.PixelFormat.YUYV
+        if cfg.pixel_format == "YUYV"
+        else pyvirtualcam.PixelFormat.I420
+    )
+    device = cfg.device
+    if device is None and cfg.backend is None:
+        found = v4l2devices.find_by_label(cfg.card_label)
+        if found is None:
+            raise DeviceUnavailable(
+                "camera",
+                f"no v4l2loopback device labelled {cfg.card_label!r}",
+                v4l2devices.setup_hint(cfg.card_label),
+            )
+        device = found.path
+    try:
+        return pyvirtualcam.Camera(
+            cfg.width, cfg.height, cfg.fps, fmt=fmt, device=device, backend=cfg.backend
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise DeviceUnavailable(
+            "camera", str(exc).splitlines()[0], v4l2devices.setup_hint(cfg.card_label)
+        ) from exc
+
+
+class WebcamSink:
+    """``start()`` launches the writer thread; ``put()`` offers a frame; ``close()`` stops."""
+
+    def __init__(self, cfg: CameraConfig) -> None:
+        self.cfg = cfg
+        self.slot: LatestSlot[VideoFrame] = LatestSlot()
+        self.stats = CameraStats()
+        self._converter = VideoConverter(
+            width=cfg.width, height=cfg.height, pixel_format=cfg.pixel_format, fit_mode=cfg.fit
+        )
+        self.stats.engine = self._converter.engine
+        self._slate = render_slate(cfg.width, cfg.height, cfg.pixel_format, image=cfg.slate_image)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._camera: Any = None
+        self._next_device_try = 0.0
+        self._showing: U8 = self._slate
+        self._showing_lock = threading.Lock()
+
+    def put(self, frame: VideoFrame) -> None:
+        self.slot.put(frame)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="webcam-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.slot.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None
+        self.stats.state = "stopped"
+
+    def current_frame(self) -> U8:
+        """A copy of what the camera shows now (for snapshots)."""
+        with self._showing_lock:
+            return self._showing.copy()
+
+    # --- writer thread -------------------------------------------------------------------
+
+    def _ensure_device(self, now: float) -> None:
+        if self._camera is not None or now < self._next_device_try:
+            return
+        try:
+            self._camera = open_camera(self.cfg)
+        except DeviceUnavailable as exc:
+            self._next_device_try = now + DEVICE_RETRY_S
+            if self.stats.state != "unavailable":
+                log.warning("%s", exc)
+            self.stats.state, self.stats.last_error, self.stats.fix = (
+                "unavailable",
+                exc.reason,
+                exc.fix,
+            )
+            return
+        self.stats.state, self.stats.device, self.stats.fix = "writing", self._camera.device, None
+        log.info("camera writing to %s (%s)", self._camera.device, self.cfg.pixel_format)
+
+    def _run(self) -> None:
+        interval = 1.0 / self.cfg.fps
+        stats = self.stats
+        last_send = time.perf_counter() - interval
+        last_fresh = float("-inf")
+        fresh_last = False
+        while not self._stop.is_set():
+            wait = interval * (FRESH_WAIT if fresh_last else 1.0)
+            frame = self.slot.wait_newer(max(0.0, last_send + wait - time.perf_counter()))
+            if self._stop.is_set():
+                break
+            now = time.perf_counter()
+            if frame is not None:
+                early = last_send + interval * MIN_SPACING - now
+                if early > 0:
+                    time.sleep(early)
+                    frame = self.slot.wait_newer(0) or frame
+                with self._showing_lock:  # snapshots must not see a half-converted frame
+                    output = self._converter.convert(frame)
+                stats.frames_in += 1
+                last_fresh = time.perf_counter()
+                showing = "avatar"
+            elif now - last_fresh > self.cfg.slate_after:
+                output, showing = self._slate, "slate"
+                stats.slate_frames += 1
+            else:
+                output, showing = self._showing, "repeat"
+                stats.repeats += 1
+            self._write(output, now)
+            sent = time.perf_counter()
+            if frame is not None:
+                stats.latencies_ms.append((sent - frame.arrived) * 1000)
+            stats.max_gap_ms = max(stats.max_gap_ms, (sent - last_send) * 1000)
+            stats.frames_out += 1
+            stats.dropped = self.slot.dropped
+            stats.showing = showing
+            fresh_last = frame is not None
+            last_send = sent
+
+    def _write(self, output: U8, now: float) -> None:
+        with self._showing_lock:
+            self._showing = output
+        self._ensure_device(now)
+        if self._camera is None:
+            return
+        try:
+            self._camera.send(output)
+        except (RuntimeError, ValueError, OSError) as exc:
+            log.warning("camera write failed, will reopen: %s", exc)
+            self.stats.last_error = str(exc)
+            self._camera.close()
+            self._camera = None
+            self._next_device_try = now + DEVICE_RETRY_S
+            self.stats.state = "unavailable"
