@@ -1,13 +1,40 @@
-"""The composition root: the only place that builds providers, sources, sinks and control."""
+"""The composition root: the only place that builds providers, sources, sinks and control.
+
+::
+
+    provider ─► SessionManager ─► source (LiveKit room | in-process demo)
+                    │                 ├─ video ─► WebcamSink (converter, pacing, slate)
+                    │                 ├─ audio ─► (mic sink)
+                    │                 └─ data  ─► provider events ─► EventBus, SpeechQueue
+    ControlServer ──┴─ SpeechQueue ─► manager.speak()
+"""
 
 from __future__ import annotations
 
-from bridge.avatar.base import Provider
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge import __version__, sdnotify
+from bridge.avatar.base import AvatarSession, LiveKitMedia, Provider
 from bridge.avatar.heygen import HeyGenProvider
+from bridge.avatar.manager import MediaSource, SessionManager
 from bridge.avatar.own_room import OwnRoom
 from bridge.config import Secret, Settings
-from bridge.errors import ConfigError
+from bridge.control.http import ControlServer
+from bridge.control.queue import SpeechQueue
+from bridge.errors import BadInput, ConfigError
+from bridge.eventbus import EventBus
 from bridge.heygen.client import HeyGenClient
+from bridge.media.frames import AudioChunk
+from bridge.pipeline.snapshot import to_jpeg
+from bridge.sinks.webcam import WebcamSink
+from bridge.source.livekit import LiveKitSource
+from bridge.source.local import LocalSource
+
+log = logging.getLogger(__name__)
 
 
 def _required(secret: Secret | None, name: str, provider: str) -> Secret:
@@ -42,6 +69,105 @@ def make_provider(settings: Settings) -> Provider:
             avatar=cfg.avatar,
             own_room=own_room(settings),
         )
-    from bridge.avatar.demo import DemoProvider
+    if cfg.provider == "demo":
+        from bridge.avatar.demo import DemoProvider
 
-    return DemoProvider(avatar=cfg.avatar, camera=cfg.camera)
+        return DemoProvider(avatar=cfg.avatar, camera=cfg.camera)
+    raise ConfigError([f"provider: {cfg.provider!r} is not available in this build"])
+
+
+@dataclass
+class AudioTap:
+    """Counts the avatar audio that arrives (the mic sink consumes it when enabled)."""
+
+    chunks: int = 0
+    seconds: float = 0.0
+    last: float = field(default=0.0)
+
+    def __call__(self, chunk: AudioChunk) -> None:
+        self.chunks += 1
+        self.seconds += chunk.duration
+        self.last = time.perf_counter()
+
+
+class Bridge:
+    """Everything ``heygen-bridge run`` runs, wired together."""
+
+    def __init__(self, settings: Settings) -> None:
+        cfg = settings.config
+        self.settings = settings
+        self.bus = EventBus()
+        self.provider = make_provider(settings)
+        self.queue = SpeechQueue(bus=self.bus)
+        self.webcam = WebcamSink(cfg.camera) if cfg.camera.enabled else None
+        self.audio = AudioTap()
+        self.manager = SessionManager(
+            provider=self.provider,
+            make_source=self._make_source,
+            bus=self.bus,
+            on_event=self.queue.on_event,
+        )
+        self.control = ControlServer(
+            cfg.control,
+            queue=self.queue,
+            status=self.status,
+            snapshot=self.snapshot,
+            token=settings.secrets.control_token,
+        )
+
+    def _make_source(self, session: AvatarSession, manager: SessionManager) -> MediaSource:
+        on_video = self.webcam.put if self.webcam is not None else (lambda frame: None)
+        if isinstance(session.media, LiveKitMedia):
+            return LiveKitSource(
+                session.media,
+                on_video=on_video,
+                on_audio=self.audio,
+                on_data=manager.on_data,
+                on_avatar=manager.on_avatar,
+            )
+        return LocalSource(
+            session.media, on_video=on_video, on_audio=self.audio, on_event=manager.on_event
+        )
+
+    def status(self) -> dict[str, Any]:
+        source = self.manager.source
+        return {
+            "version": __version__,
+            "provider": self.provider.name,
+            "session": self.manager.snapshot(),
+            "source": source.snapshot() if source is not None else None,
+            "camera": self.webcam.stats.snapshot() if self.webcam else {"state": "disabled"},
+            "audio": {"chunks": self.audio.chunks, "seconds": round(self.audio.seconds, 2)},
+            "speech": self.queue.snapshot(),
+            "events": [e.as_json() for e in list(self.bus.recent)[-20:]],
+        }
+
+    async def snapshot(self) -> bytes:
+        if self.webcam is None:
+            raise BadInput("camera", "is disabled (camera.enabled: false)")
+        cam = self.settings.config.camera
+        frame = self.webcam.current_frame()
+        return await asyncio.to_thread(to_jpeg, frame, cam.width, cam.height, cam.pixel_format)
+
+    async def run(self) -> None:
+        """Until cancelled; on the way out stop the session, then release devices."""
+        if self.webcam is not None:
+            self.webcam.start()
+        try:
+            await self.control.start()
+            self._announce()
+            sdnotify.notify("READY=1")
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.manager.run(), name="session-manager")
+                group.create_task(self.queue.run(self.manager), name="speech-queue")
+        finally:
+            await self.control.stop()
+            if self.webcam is not None:
+                await asyncio.to_thread(self.webcam.close)
+            await self.provider.aclose()
+
+    def _announce(self) -> None:
+        cfg = self.settings.config
+        base = f"http://{cfg.control.host}:{self.control.port}"
+        log.info("heygen-bridge %s: provider %s", __version__, self.provider.name)
+        log.info("control API %s/v1/status; snapshot %s/v1/snapshot.jpg", base, base)

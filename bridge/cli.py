@@ -123,6 +123,18 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
     return await serve(args)
 
 
+async def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.app import Bridge
+    from bridge.supervisor import supervise
+
+    if args.demo:
+        args.provider = "demo"
+    settings = _settings(args)
+    log.setup(args.log_level or settings.config.log.level)
+    bridge = Bridge(settings)
+    return await supervise(bridge.run)
+
+
 async def cmd_doctor(args: argparse.Namespace) -> int:
     from bridge.doctor import run_checks
 
@@ -169,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
             choices=["heygen", "liveavatar", "demo"],
             help="override the config's provider",
         )
+
+    p = sub.add_parser("run", help="run the bridge: avatar → virtual camera (and mic)")
+    provider_option(p)
+    p.add_argument(
+        "--demo", action="store_true", help="use the built-in demo avatar (no key, no network)"
+    )
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("avatars", help="list the avatars you can stream")
     provider_option(p)

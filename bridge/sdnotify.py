@@ -1,0 +1,36 @@
+"""systemd readiness and watchdog notifications (sd_notify(3)), without a dependency.
+
+A no-op when the daemon does not run under systemd (no ``$NOTIFY_SOCKET``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def notify(state: str) -> bool:
+    """Send e.g. ``READY=1``, ``STOPPING=1``, ``STATUS=...``, ``WATCHDOG=1``."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(state.encode(), address)
+        except OSError:
+            return False
+    return True
+
+
+def watchdog_interval() -> float | None:
+    """Half the watchdog timeout systemd asked for, in seconds, or None."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return int(usec) / 2_000_000
+    except ValueError:
+        return None

@@ -1,0 +1,190 @@
+"""The simulators' avatar in a real LiveKit room: the demo performer, published as identity
+``heygen`` with one video track (the quality's size, 30 fps) and one 48 kHz mono audio track,
+and its speech events sent as data packets in the provider's dialect.
+
+Every frame carries the machine-readable stamp (frame number, send time; see
+:mod:`bridge.media.marker`) so tests can check order, gaps and latency at the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from livekit import api, rtc
+
+from bridge.avatar.driver import drive
+from bridge.avatar.performer import Performer, SpeechEvent
+from bridge.media.frames import I16, U8
+from bridge.sim.media import Dialect, RoomSpec
+
+log = logging.getLogger(__name__)
+
+FPS = 30.0
+SAMPLE_RATE = 48000
+
+
+class LiveKitAvatar:
+    """One avatar in one room.  Created by :meth:`LiveKitHost.join`."""
+
+    def __init__(
+        self,
+        spec: RoomSpec,
+        *,
+        dialect: Dialect,
+        on_data: Callable[[bytes, str | None], None] | None,
+        on_lost: Callable[[], None] | None,
+        sync_marks: bool,
+    ) -> None:
+        self.spec = spec
+        self._dialect = dialect
+        self._on_data = on_data
+        self._on_lost = on_lost
+        self.performer = Performer(
+            width=spec.width, height=spec.height, fps=FPS, sync_marks=sync_marks
+        )
+        self._room = rtc.Room()
+        self._video = rtc.VideoSource(spec.width, spec.height)
+        self._audio = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=200)
+        self._task: asyncio.Task[None] | None = None
+        self._leaving = False
+
+    async def join(self) -> None:
+        self._room.on("data_received", self._data_received)
+        self._room.on("disconnected", self._disconnected)
+        await self._room.connect(self.spec.url, self.spec.token)
+        publisher = self._room.local_participant
+        await publisher.publish_track(
+            rtc.LocalVideoTrack.create_video_track("avatar-video", self._video),
+            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA),
+        )
+        await publisher.publish_track(
+            rtc.LocalAudioTrack.create_audio_track("avatar-audio", self._audio),
+            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
+        )
+        self._task = asyncio.create_task(
+            drive(
+                self.performer,
+                on_video=self._send_video,
+                on_audio=self._send_audio,
+                on_event=self._send_event,
+            ),
+            name=f"sim-avatar-{self.spec.room}",
+        )
+
+    def _send_video(self, buf: U8, frame_number: int) -> None:
+        frame = rtc.VideoFrame(
+            self.spec.width, self.spec.height, rtc.VideoBufferType.I420, buf.data
+        )
+        self._video.capture_frame(frame)
+
+    async def _send_audio(self, samples: I16) -> None:
+        frame = rtc.AudioFrame(samples.data.cast("B"), SAMPLE_RATE, 1, len(samples))
+        await self._audio.capture_frame(frame)
+
+    async def _send_event(self, event: SpeechEvent) -> None:
+        for payload, topic in self._dialect.packets(event):
+            await self.publish(payload, topic)
+
+    async def publish(self, payload: bytes, topic: str) -> None:
+        if self._room.isconnected():
+            await self._room.local_participant.publish_data(payload, reliable=True, topic=topic)
+
+    def _data_received(self, packet: rtc.DataPacket) -> None:
+        if self._on_data is not None:
+            self._on_data(packet.data, packet.topic)
+
+    def _disconnected(self, reason: object) -> None:
+        if not self._leaving and self._on_lost is not None:
+            log.info("simulated avatar lost room %s: %s", self.spec.room, reason)
+            self._on_lost()
+
+    async def say(self, text: str, task_id: str) -> float:
+        return await self.performer.say(text, task_id)
+
+    def interrupt(self) -> None:
+        self.performer.interrupt()
+
+    async def leave(self) -> None:
+        if self._leaving:
+            return
+        self._leaving = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        # Send the end events of speech cut short, then leave.
+        for event in self.performer.drain_events():
+            await self._send_event(event)
+        await self._room.disconnect()
+
+
+class LiveKitHost:
+    """Puts simulated avatars into rooms of one LiveKit server."""
+
+    def __init__(
+        self, *, url: str, api_key: str, api_secret: str, sync_marks: bool = False
+    ) -> None:
+        self.livekit_url: str | None = url
+        self._api_key = api_key
+        self._api_secret = api_secret
+        self._sync_marks = sync_marks
+        self._api: api.LiveKitAPI | None = None
+        self.avatars: dict[str, LiveKitAvatar] = {}
+
+    def token(self, room: str, identity: str, *, publish: bool) -> str:
+        grants = api.VideoGrants(
+            room_join=True,
+            room=room,
+            can_publish=publish,
+            can_subscribe=True,
+            can_publish_data=True,
+        )
+        return (
+            api.AccessToken(self._api_key, self._api_secret)
+            .with_identity(identity)
+            .with_ttl(timedelta(hours=2))
+            .with_grants(grants)
+            .to_jwt()
+        )
+
+    async def join(
+        self,
+        spec: RoomSpec,
+        *,
+        dialect: Dialect,
+        on_data: Callable[[bytes, str | None], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> LiveKitAvatar:
+        avatar = LiveKitAvatar(
+            spec, dialect=dialect, on_data=on_data, on_lost=on_lost, sync_marks=self._sync_marks
+        )
+        await avatar.join()
+        self.avatars[spec.room] = avatar
+        return avatar
+
+    def _room_service(self) -> api.LiveKitAPI:
+        if self._api is None:
+            assert self.livekit_url is not None
+            http_url = self.livekit_url.replace("ws://", "http://").replace("wss://", "https://")
+            self._api = api.LiveKitAPI(http_url, self._api_key, self._api_secret)
+        return self._api
+
+    async def close_room(self, room: str) -> None:
+        """End the room so every participant (the bridge too) is disconnected."""
+        self.avatars.pop(room, None)
+        try:
+            await self._room_service().room.delete_room(api.DeleteRoomRequest(room=room))
+        except api.TwirpError as exc:
+            if exc.code != "not_found":
+                raise
+
+    async def aclose(self) -> None:
+        for avatar in list(self.avatars.values()):
+            await avatar.leave()
+        self.avatars.clear()
+        if self._api is not None:
+            await self._api.aclose()
+            self._api = None

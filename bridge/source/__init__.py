@@ -1,0 +1,1 @@
+"""Where the avatar's media comes from: a LiveKit room, or the in-process demo performer."""
