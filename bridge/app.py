@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +37,8 @@ from bridge.source.livekit import LiveKitSource
 from bridge.source.local import LocalSource
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.001
 
 
 def _required(secret: Secret | None, name: str, provider: str) -> Secret:
@@ -69,11 +73,21 @@ def make_provider(settings: Settings) -> Provider:
             avatar=cfg.avatar,
             own_room=own_room(settings),
         )
+    if cfg.provider == "liveavatar":
+        from bridge.avatar.liveavatar import LiveAvatarProvider
+        from bridge.liveavatar.client import LiveAvatarClient
+
+        key = _required(settings.secrets.liveavatar_api_key, "LIVEAVATAR_API_KEY", "liveavatar")
+        provider = LiveAvatarProvider(
+            client=LiveAvatarClient.from_config(cfg.liveavatar, key), avatar=cfg.avatar
+        )
+        provider.token_request()  # a config LiveAvatar cannot serve fails now, not later
+        return provider
     if cfg.provider == "demo":
         from bridge.avatar.demo import DemoProvider
 
         return DemoProvider(avatar=cfg.avatar, camera=cfg.camera)
-    raise ConfigError([f"provider: {cfg.provider!r} is not available in this build"])
+    raise ConfigError([f"provider: {cfg.provider!r} was not resolved (a bug: please report)"])
 
 
 @dataclass
@@ -151,10 +165,16 @@ class Bridge:
 
     async def run(self) -> None:
         """Until cancelled; on the way out stop the session, then release devices."""
+        # The camera and mic writers are threads that must get the GIL within a millisecond
+        # or two of their deadline, not after CPython's default 5 ms slices of other threads.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         if self.webcam is not None:
             self.webcam.start()
         try:
             await self.control.start()
+            # Everything built so far lives as long as the daemon: keep it out of the
+            # collector's full scans, which otherwise stall every thread for tens of ms.
+            gc.freeze()
             self._announce()
             sdnotify.notify("READY=1")
             async with asyncio.TaskGroup() as group:

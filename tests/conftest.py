@@ -13,7 +13,12 @@ from bridge.sim import DEFAULT_HEYGEN_KEY
 from bridge.sim.heygen import HeyGenLimits
 from bridge.sim.server import Simulator
 
-pytest_plugins = ["tests.fixtures.livekit", "tests.fixtures.pulse"]
+pytest_plugins = [
+    "tests.fixtures.livekit",
+    "tests.fixtures.pulse",
+    "tests.fixtures.camera",
+    "tests.fixtures.simproc",
+]
 
 
 @pytest.fixture(autouse=True)

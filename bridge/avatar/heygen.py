@@ -6,6 +6,7 @@ goes out as ``streaming.task``; the avatar's events come back as data packets (ย
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -21,13 +22,15 @@ from bridge.avatar.base import (
 from bridge.avatar.events import AvatarEvent
 from bridge.avatar.own_room import OwnRoom
 from bridge.config import AvatarConfig
-from bridge.errors import RemoteError, SessionGone, UnexpectedResponse
+from bridge.errors import InvalidRequest, RemoteError, SessionGone, UnexpectedResponse
 from bridge.heygen.client import HeyGenClient
 from bridge.heygen.models import LiveKitSettings, NewSessionRequest, TaskType, Voice
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 1000  # HeyGen speaks at most about 1000 characters per task (reference ยง2.2)
+STILL_CONNECTING = 10002
+CONNECTING_GRACE_S = 10.0
 
 
 class HeyGenProvider:
@@ -144,8 +147,18 @@ class HeyGenSession:
     async def speak(self, text: str, mode: SpeakMode) -> str:
         # HeyGen's own SDK sends "talk" for LLM answers; the docs call it "chat".
         task_type: TaskType = "repeat" if mode == "repeat" else "talk"
-        task = await self._client.task(self.session_id, text, task_type=task_type)
-        return task.task_id
+        deadline = asyncio.get_running_loop().time() + CONNECTING_GRACE_S
+        while True:
+            try:
+                task = await self._client.task(self.session_id, text, task_type=task_type)
+            except InvalidRequest as exc:
+                # The avatar's video can reach us a moment before HeyGen calls the session
+                # connected; "still connecting" is worth a short wait, not a failure.
+                if exc.code != STILL_CONNECTING or asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.25)
+                continue
+            return task.task_id
 
     async def interrupt(self) -> None:
         await self._client.interrupt(self.session_id)

@@ -58,7 +58,13 @@ class LiveKitAvatar:
         publisher = self._room.local_participant
         await publisher.publish_track(
             rtc.LocalVideoTrack.create_video_track("avatar-video", self._video),
-            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA),
+            rtc.TrackPublishOptions(
+                source=rtc.TrackSource.SOURCE_CAMERA,
+                simulcast=False,  # one layer, like the avatar services (and half the CPU)
+                video_codec=rtc.VideoCodec.H264
+                if self.spec.codec == "H264"
+                else rtc.VideoCodec.VP8,
+            ),
         )
         await publisher.publish_track(
             rtc.LocalAudioTrack.create_audio_track("avatar-audio", self._audio),

@@ -13,7 +13,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from bridge.sim import DEFAULT_HEYGEN_KEY
+from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--heygen-key",
         default=DEFAULT_HEYGEN_KEY,
         help=f"the API key the HeyGen fake accepts (default {DEFAULT_HEYGEN_KEY})",
+    )
+    p.add_argument(
+        "--liveavatar-key",
+        default=DEFAULT_LIVEAVATAR_KEY,
+        help=f"the API key the LiveAvatar fake accepts (default {DEFAULT_LIVEAVATAR_KEY})",
     )
     p.add_argument(
         "--max-concurrent",
@@ -39,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--livekit-url", help="use this LiveKit server instead (ws://...)")
     p.add_argument("--livekit-key", default="devkey", help="its API key (default devkey)")
     p.add_argument("--livekit-secret", default="secret", help="its API secret (default secret)")
+    p.add_argument(
+        "--sync-marks",
+        action="store_true",
+        help="mark a frame and an audio click each second (for A/V sync measurements)",
+    )
 
 
 def _say(text: str) -> None:
@@ -69,13 +79,16 @@ async def serve(args: argparse.Namespace) -> int:
     if lk_url is not None:
         from bridge.sim.avatar import LiveKitHost
 
-        media = LiveKitHost(url=lk_url, api_key=lk_key, api_secret=lk_secret)
+        media = LiveKitHost(
+            url=lk_url, api_key=lk_key, api_secret=lk_secret, sync_marks=args.sync_marks
+        )
     sim = Simulator(
         host=args.host,
         port=args.port,
         media=media,
         heygen_keys={args.heygen_key},
         heygen_limits=HeyGenLimits(max_concurrent=args.max_concurrent),
+        liveavatar_keys={args.liveavatar_key},
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,6 +100,11 @@ async def serve(args: argparse.Namespace) -> int:
         _say(
             f"  point the bridge at it: HEYGEN_BASE_URL={sim.url} "
             f"HEYGEN_API_KEY={args.heygen_key} heygen-bridge run --provider heygen"
+        )
+        _say(f"LiveAvatar API fake: {sim.url}  (API key: {args.liveavatar_key})")
+        _say(
+            f"  point the bridge at it: LIVEAVATAR_BASE_URL={sim.url} "
+            f"LIVEAVATAR_API_KEY={args.liveavatar_key} heygen-bridge run --provider liveavatar"
         )
         _say("Ctrl-C stops the simulator.")
         await stop.wait()

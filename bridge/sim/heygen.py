@@ -102,6 +102,7 @@ class SimSession:
     owner: str
     avatar_id: str
     quality: str
+    encoding: str
     version: str | None
     voice_rate: float
     idle_timeout: float | None
@@ -310,6 +311,7 @@ class HeyGenSim:
             owner=owner,
             avatar_id=avatar_id,
             quality=quality,
+            encoding=encoding,
             version=version,
             voice_rate=voice,
             idle_timeout=idle,
@@ -390,11 +392,19 @@ class HeyGenSim:
                 token=session.own_livekit["token"],
                 width=width,
                 height=height,
+                codec=session.encoding,
             )
         else:
             url = self.media.livekit_url or ""
             token = self.media.token(session.room, "heygen", publish=True)
-            spec = RoomSpec(url=url, room=session.room, token=token, width=width, height=height)
+            spec = RoomSpec(
+                url=url,
+                room=session.room,
+                token=token,
+                width=width,
+                height=height,
+                codec=session.encoding,
+            )
         try:
             link = await self.media.join(spec, dialect=HeyGenDialect())
         except Exception as exc:  # the avatar could not join: the session fails, as on HeyGen
@@ -520,6 +530,17 @@ class HeyGenSim:
     async def _avatar_list(self, request: web.Request) -> web.StreamResponse:
         self._principal(request)
         return _ok(list(self.avatars))
+
+    async def bounce_avatar(self, session_id: str, away: float) -> None:
+        """Make the avatar leave the room and come back ``away`` seconds later (tests)."""
+        session = self.sessions[session_id]
+        if session.link is not None:
+            link, session.link = session.link, None
+            session.state = "connecting"
+            await link.leave()
+        await asyncio.sleep(away)
+        if session.state == "connecting":
+            await self._join(session)
 
     # --- closing -----------------------------------------------------------------------
 

@@ -130,4 +130,4 @@ class LiveKitServer:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(line[:240] for line in text.splitlines()[-lines:])

@@ -33,6 +33,7 @@ class RoomSpec:
     width: int
     height: int
     identity: str = "heygen"
+    codec: str = "VP8"  # H264 | VP8, as the session asked
 
 
 class AvatarLink(Protocol):

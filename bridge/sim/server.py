@@ -15,10 +15,11 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from bridge.sim import DEFAULT_HEYGEN_KEY
+from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
 from bridge.sim.faults import Fault, FaultPlan, middleware
 from bridge.sim.heygen import HeyGenLimits, HeyGenSim
 from bridge.sim.ledger import Ledger
+from bridge.sim.liveavatar import LiveAvatarLimits, LiveAvatarSim
 from bridge.sim.media import MediaHost, NoMedia
 
 
@@ -31,6 +32,8 @@ class Simulator:
         media: MediaHost | None = None,
         heygen_keys: set[str] | None = None,
         heygen_limits: HeyGenLimits | None = None,
+        liveavatar_keys: set[str] | None = None,
+        liveavatar_limits: LiveAvatarLimits | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -44,6 +47,12 @@ class Simulator:
             limits=heygen_limits,
             public_host=host,
         )
+        self.liveavatar = LiveAvatarSim(
+            ledger=self.ledger,
+            media=self.media,
+            api_keys=liveavatar_keys if liveavatar_keys is not None else {DEFAULT_LIVEAVATAR_KEY},
+            limits=liveavatar_limits,
+        )
         self._runner: web.AppRunner | None = None
         self._watchers: list[asyncio.Task[None]] = []
 
@@ -54,6 +63,8 @@ class Simulator:
     def _service_of(self, path: str) -> str | None:
         if self.heygen.owns(path):
             return "heygen"
+        if self.liveavatar.owns(path):
+            return "liveavatar"
         return None
 
     def app(self) -> web.Application:
@@ -63,9 +74,12 @@ class Simulator:
             ]
         )
         app.add_routes(self.heygen.routes())
+        app.add_routes(self.liveavatar.routes())
         app.add_routes(
             [
                 web.get("/_sim/ledger", self._ledger),
+                web.get("/_sim/sessions", self._sessions),
+                web.post("/_sim/sessions/{session_id}/bounce", self._bounce),
                 web.post("/_sim/faults", self._add_fault),
                 web.delete("/_sim/faults", self._clear_faults),
             ]
@@ -78,6 +92,9 @@ class Simulator:
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.port = self._runner.addresses[0][1]
         self._watchers.append(asyncio.create_task(self.heygen.watch(), name="sim-heygen-expiry"))
+        self._watchers.append(
+            asyncio.create_task(self.liveavatar.watch(), name="sim-liveavatar-expiry")
+        )
         return self
 
     async def aclose(self) -> None:
@@ -88,6 +105,7 @@ class Simulator:
                 await task
         self._watchers.clear()
         await self.heygen.aclose()
+        await self.liveavatar.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -100,6 +118,46 @@ class Simulator:
 
     async def _ledger(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.ledger.as_json())
+
+    async def _sessions(self, request: web.Request) -> web.StreamResponse:
+        """Every session the fakes know, with its state, room and what its avatar said."""
+        return web.json_response(
+            {
+                "heygen": [
+                    {
+                        "session_id": s.session_id,
+                        "state": s.state,
+                        "room": s.room,
+                        "history": list(s.history),
+                    }
+                    for s in self.heygen.sessions.values()
+                ],
+                "liveavatar": [
+                    {
+                        "session_id": s.session_id,
+                        "state": s.state,
+                        "room": s.room,
+                        "history": list(s.history),
+                    }
+                    for s in self.liveavatar.sessions.values()
+                ],
+            }
+        )
+
+    async def _bounce(self, request: web.Request) -> web.StreamResponse:
+        """The avatar leaves its room and comes back ``away`` seconds later."""
+        session_id = request.match_info["session_id"]
+        try:
+            away = float(request.query.get("away", "2"))
+        except ValueError:
+            return web.json_response(
+                {"error": "bad away", "detail": "seconds, a number"}, status=400
+            )
+        for service in (self.heygen, self.liveavatar):
+            if session_id in service.sessions:
+                await service.bounce_avatar(session_id, away)
+                return web.json_response({"bounced": session_id, "away": away})
+        return web.json_response({"error": "not found", "detail": session_id}, status=404)
 
     async def _add_fault(self, request: web.Request) -> web.StreamResponse:
         try:

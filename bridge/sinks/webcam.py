@@ -47,6 +47,7 @@ class CameraStats:
     slate_frames: int = 0
     dropped: int = 0
     max_gap_ms: float = 0.0
+    max_late_ms: float = 0.0
     last_error: str | None = None
     fix: str | None = None
     showing: str = "slate"  # avatar | repeat | slate
@@ -66,6 +67,7 @@ class CameraStats:
             "slate_frames": self.slate_frames,
             "dropped": self.dropped,
             "max_gap_ms": round(self.max_gap_ms, 1),
+            "max_late_ms": round(self.max_late_ms, 1),
             "latency_ms_p50": pick(0.5) if pick else None,
             "latency_ms_p95": pick(0.95) if pick else None,
             "last_error": self.last_error,
@@ -169,11 +171,14 @@ class WebcamSink:
         last_fresh = float("-inf")
         fresh_last = False
         while not self._stop.is_set():
-            wait = interval * (FRESH_WAIT if fresh_last else 1.0)
-            frame = self.slot.wait_newer(max(0.0, last_send + wait - time.perf_counter()))
+            due = last_send + interval * (FRESH_WAIT if fresh_last else 1.0)
+            frame = self.slot.wait_newer(max(0.0, due - time.perf_counter()))
             if self._stop.is_set():
                 break
             now = time.perf_counter()
+            if frame is None:
+                # How late the thread got to run: the machine (CPU, GIL) stalling the camera.
+                stats.max_late_ms = max(stats.max_late_ms, (now - due) * 1000)
             if frame is not None:
                 early = last_send + interval * MIN_SPACING - now
                 if early > 0:
@@ -209,7 +214,9 @@ class WebcamSink:
             return
         try:
             self._camera.send(output)
-        except (RuntimeError, ValueError, OSError) as exc:
+        # Camera backends are third-party native code: whatever a write raises, the writer
+        # must live on (apps lose the camera when nobody writes), so it reopens the device.
+        except Exception as exc:
             log.warning("camera write failed, will reopen: %s", exc)
             self.stats.last_error = str(exc)
             self._camera.close()

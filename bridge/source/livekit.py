@@ -97,7 +97,6 @@ class LiveKitSource:
                 self._room = room
                 self.stats.state = "connected"
                 log.info("joined the avatar's room as %s", room.local_participant.identity)
-                self._adopt_existing(room)
                 try:
                     await lost.wait()
                 finally:
@@ -130,17 +129,19 @@ class LiveKitSource:
         ) -> None:
             if who.identity == self.media.avatar_identity:
                 self._consume(track)
+                if track.kind == rtc.TrackKind.KIND_VIDEO:
+                    self._avatar(True)
 
         @room.on("track_unsubscribed")
         def _unsubscribed(
             track: rtc.Track, publication: rtc.RemoteTrackPublication, who: rtc.RemoteParticipant
         ) -> None:
             self._stop_consumer(track.sid)
-
-        @room.on("participant_connected")
-        def _joined(who: rtc.RemoteParticipant) -> None:
-            if who.identity == self.media.avatar_identity:
-                self._avatar(True)
+            if (
+                who.identity == self.media.avatar_identity
+                and track.kind == rtc.TrackKind.KIND_VIDEO
+            ):
+                self._avatar(False)
 
         @room.on("participant_disconnected")
         def _left(who: rtc.RemoteParticipant) -> None:
@@ -159,21 +160,10 @@ class LiveKitSource:
 
         return room
 
-    def _adopt_existing(self, room: rtc.Room) -> None:
-        avatar = next(
-            (
-                p
-                for p in room.remote_participants.values()
-                if p.identity == self.media.avatar_identity
-            ),
-            None,
-        )
-        self._avatar(avatar is not None)
-
     def _avatar(self, present: bool) -> None:
         if present != self.stats.avatar_present:
             self.stats.avatar_present = present
-            log.info("avatar %s the room", "joined" if present else "left")
+            log.info("avatar video %s", "arrived" if present else "gone")
             if self._on_avatar is not None:
                 self._on_avatar(present)
 

@@ -1,0 +1,231 @@
+"""End to end over a real LiveKit server: simulator avatar → bridge → recording camera.
+
+The simulator's avatar publishes stamped frames (frame number, send time, colour patch) into
+the room; the bridge joins, converts and paces them; the recording pyvirtualcam backend keeps
+what the camera received.  The run includes a forced disconnect of the bridge from the room
+and a spell with the avatar away (the slate must show, then the avatar again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from livekit import api
+
+from bridge.app import Bridge
+from bridge.config import Secret, Secrets, Settings, parse
+from bridge.media import marker
+from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
+from bridge.sim.livekit_server import LiveKitServer
+from tests.fixtures.camera import RECORDINGS, YUYV, Written
+from tests.fixtures.simproc import StartSim
+from tests.helpers import eventually
+
+FPS = 30.0
+INTERVAL = 1.0 / FPS
+RUN_S = 20.0
+SLATE_AFTER = 0.4
+AVATAR_AWAY_S = 2.0
+
+
+LIVEAVATAR_AVATAR = "4f3c2b1a-9d8e-4c7b-a6f5-e4d3c2b1a098"  # "My presenter" in the fake
+# (provider, room): LiveAvatar FULL mode always uses its own room.
+CASES = [("heygen", "managed"), ("heygen", "own"), ("liveavatar", "managed")]
+
+
+def bridge_settings(
+    sim_url: str,
+    server: LiveKitServer,
+    *,
+    provider: str,
+    device: str,
+    own_room: str | None = None,
+) -> Settings:
+    raw: dict[str, Any] = {
+        "provider": provider,
+        "heygen": {"base_url": sim_url, "timeout": 5, "retry_deadline": 5},
+        "liveavatar": {"base_url": sim_url, "timeout": 5, "retry_deadline": 5},
+        "avatar": {
+            "quality": "high",
+            **({"avatar_id": LIVEAVATAR_AVATAR} if provider == "liveavatar" else {}),
+        },
+        "camera": {
+            "backend": "recording",
+            "device": device,
+            "width": 1280,
+            "height": 720,
+            "fps": FPS,
+            "pixel_format": "YUYV",
+            "slate_after": SLATE_AFTER,
+        },
+        "microphone": {"enabled": False},
+        "control": {"port": 0},
+    }
+    if own_room is not None:
+        raw["livekit"] = {"url": server.url, "room": own_room}
+    return Settings(
+        config=parse(raw),
+        secrets=Secrets(
+            heygen_api_key=Secret(DEFAULT_HEYGEN_KEY),
+            liveavatar_api_key=Secret(DEFAULT_LIVEAVATAR_KEY),
+            livekit_api_key=Secret(server.api_key),
+            livekit_api_secret=Secret(server.api_secret),
+        ),
+    )
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Bridge]:
+    bridge = Bridge(settings)
+    task = asyncio.create_task(bridge.run(), name="bridge-under-test")
+    try:
+        await eventually(lambda: bridge.manager.state == "live", within=20, what="avatar live")
+        yield bridge
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def avatar_runs(frames: list[Written]) -> list[list[marker.Stamp]]:
+    """Consecutive stamped frames, split where the avatar restarted its frame count."""
+    runs: list[list[marker.Stamp]] = []
+    for written in frames:
+        stamp = written.stamp
+        if stamp is None:
+            continue
+        if not runs or stamp.frame < runs[-1][-1].frame:
+            runs.append([])
+        runs[-1].append(stamp)
+    return runs
+
+
+@pytest.mark.parametrize(("provider", "room"), CASES)
+async def test_camera_stays_smooth_through_disconnect_and_avatar_absence(
+    start_sim: StartSim, livekit_server: LiveKitServer, provider: str, room: str
+) -> None:
+    sim = start_sim()
+    device = f"e2e-{provider}-{room}"
+    own_room = "my-own-room" if room == "own" else None
+    settings = bridge_settings(
+        sim.url, livekit_server, provider=provider, device=device, own_room=own_room
+    )
+    lk = api.LiveKitAPI(
+        livekit_server.url.replace("ws://", "http://"),
+        livekit_server.api_key,
+        livekit_server.api_secret,
+    )
+    try:
+        async with running(settings) as bridge:
+            assert bridge.manager.session is not None
+            session_id = bridge.manager.session.session_id
+            room_name = (await sim.session(provider, session_id))["room"]
+            assert room_name == own_room if own_room else room_name != own_room
+            start = time.perf_counter()
+            await asyncio.sleep(5)
+
+            # 1. The bridge is thrown out of the room; it must rejoin on its own.
+            people = await lk.room.list_participants(api.ListParticipantsRequest(room=room_name))
+            bridge_identity = next(
+                p.identity for p in people.participants if p.identity != "heygen"
+            )
+            await lk.room.remove_participant(
+                api.RoomParticipantIdentity(room=room_name, identity=bridge_identity)
+            )
+            source = bridge.manager.source
+            await eventually(
+                lambda: source is not None and source.snapshot()["rejoins"] >= 1, within=10
+            )
+            await eventually(lambda: bridge.manager.state == "live", within=15, what="rejoined")
+            await asyncio.sleep(3)
+
+            # 2. The avatar leaves the room and comes back: slate meanwhile, then the avatar.
+            await sim.bounce(session_id, away=AVATAR_AWAY_S)
+            await eventually(lambda: bridge.manager.state == "live", within=15, what="avatar back")
+            await asyncio.sleep(max(0.0, RUN_S - (time.perf_counter() - start)))
+            end = time.perf_counter()
+            assert bridge.webcam is not None
+            camera_stats = bridge.webcam.stats.snapshot()
+    finally:
+        await lk.aclose()
+
+    recording = RECORDINGS[device]
+    assert (recording.width, recording.height) == (1280, 720)
+    assert recording.fourcc == YUYV
+    frames = [f for f in recording.since(start) if f.at <= end]
+    duration = frames[-1].at - frames[0].at
+
+    # Steady rate, never a hole an app would notice.
+    assert len(frames) / duration == pytest.approx(FPS, rel=0.1)
+    gaps = [b.at - a.at for a, b in itertools.pairwise(frames)]
+    print(
+        "STATS",
+        round(max(gaps) * 1000, 1),
+        camera_stats["max_late_ms"],
+        camera_stats["latency_ms_p50"],
+        camera_stats["latency_ms_p95"],
+        camera_stats["repeats"],
+        camera_stats["dropped"],
+    )
+    assert max(gaps) < 2 * INTERVAL, f"longest gap {max(gaps) * 1000:.1f} ms; camera {camera_stats}"
+
+    # Avatar frames in order (send times never go back), and the frame count restarted only
+    # once: when the avatar came back.
+    runs = avatar_runs(frames)
+    assert len(runs) == 2, [len(r) for r in runs]
+    assert all(run[-1].frame - run[0].frame > FPS * 3 for run in runs)  # it really moved on
+    sent = [s.sent_ms for run in runs for s in run]
+    assert sent == sorted(sent)
+
+    # The slate while the avatar was away.
+    slate = [f for f in frames if f.stamp is None]
+    assert len(slate) >= (AVATAR_AWAY_S - SLATE_AFTER) * FPS * 0.5
+
+    # Colour survives encode, decode and conversion.
+    stamped = [f for f in frames if f.stamp is not None]
+    for channel in range(3):
+        mean = sum(f.patch_rgb[channel] for f in stamped) / len(stamped)
+        assert abs(mean - marker.TEST_PATCH_RGB[channel]) <= 10, (channel, mean)
+
+
+@pytest.mark.parametrize("provider", ["heygen", "liveavatar"])
+async def test_speak_reaches_the_avatar_and_its_events_come_back(
+    start_sim: StartSim, livekit_server: LiveKitServer, provider: str
+) -> None:
+    sim = start_sim()
+    text = "Good morning everyone, welcome to the weekly review."
+    settings = bridge_settings(
+        sim.url, livekit_server, provider=provider, device=f"e2e-speak-{provider}"
+    )
+    async with running(settings) as bridge, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{bridge.control.port}"
+        async with http.post(f"{base}/v1/speak", json={"text": text}) as resp:
+            assert resp.status == 202
+            accepted = await resp.json()
+
+        async def status() -> dict[str, Any]:
+            async with http.get(f"{base}/v1/status") as resp:
+                body: dict[str, Any] = await resp.json()
+                return body
+
+        deadline = time.monotonic() + 20
+        request: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            current = await status()
+            request = next(r for r in current["speech"]["recent"] if r["id"] == accepted["id"])
+            if request["state"] == "done":
+                break
+            await asyncio.sleep(0.2)
+        assert request["state"] == "done", request["detail"]
+        task_id = request["task_id"]
+        session_id = current["session"]["session_id"]
+        assert (await sim.session(provider, session_id))["history"] == [text]
+        topics = [(e["topic"], e.get("task_id")) for e in current["events"]]
+        assert ("avatar.speak_started", task_id) in topics
+        assert ("avatar.speak_ended", task_id) in topics
