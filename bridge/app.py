@@ -22,6 +22,7 @@ from typing import Any
 from bridge import __version__, sdnotify
 from bridge.avatar.base import AvatarSession, LiveKitMedia, Provider
 from bridge.avatar.heygen import HeyGenProvider
+from bridge.avatar.liveavatar import LiveAvatarProvider
 from bridge.avatar.manager import MediaSource, SessionManager
 from bridge.avatar.own_room import OwnRoom
 from bridge.config import Secret, Settings
@@ -30,6 +31,7 @@ from bridge.control.queue import SpeechQueue
 from bridge.errors import BadInput, ConfigError
 from bridge.eventbus import EventBus
 from bridge.heygen.client import HeyGenClient
+from bridge.liveavatar.client import LiveAvatarClient
 from bridge.media.frames import AudioChunk
 from bridge.pipeline.snapshot import to_jpeg
 from bridge.sinks.webcam import WebcamSink
@@ -74,15 +76,11 @@ def make_provider(settings: Settings) -> Provider:
             own_room=own_room(settings),
         )
     if cfg.provider == "liveavatar":
-        from bridge.avatar.liveavatar import LiveAvatarProvider
-        from bridge.liveavatar.client import LiveAvatarClient
 
         key = _required(settings.secrets.liveavatar_api_key, "LIVEAVATAR_API_KEY", "liveavatar")
-        provider = LiveAvatarProvider(
+        return LiveAvatarProvider(
             client=LiveAvatarClient.from_config(cfg.liveavatar, key), avatar=cfg.avatar
         )
-        provider.token_request()  # a config LiveAvatar cannot serve fails now, not later
-        return provider
     if cfg.provider == "demo":
         from bridge.avatar.demo import DemoProvider
 
@@ -112,6 +110,8 @@ class Bridge:
         self.settings = settings
         self.bus = EventBus()
         self.provider = make_provider(settings)
+        if isinstance(self.provider, LiveAvatarProvider):
+            self.provider.token_request()  # a config LiveAvatar cannot serve fails now
         self.queue = SpeechQueue(bus=self.bus)
         self.webcam = WebcamSink(cfg.camera) if cfg.camera.enabled else None
         self.audio = AudioTap()

@@ -14,20 +14,43 @@ import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from bridge import __version__, config, log
-from bridge.errors import BridgeError, ConfigError
+from bridge.avatar.base import Provider
+from bridge.errors import BridgeError, ConfigError, Unauthorized
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
+T = TypeVar("T")
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def say(text: str = "", *, err: bool = False) -> None:
     print(log.redact(text), file=sys.stderr if err else sys.stdout, flush=True)
+
+
+async def _with_provider(
+    args: argparse.Namespace, use: Callable[[Provider], Coroutine[Any, Any, T]]
+) -> tuple[Provider, T]:
+    """Run ``use`` on the configured provider; a refused key is explained (whose key is it?)."""
+    from bridge.app import make_provider
+    from bridge.avatar import keycheck
+
+    settings = _settings(args)
+    provider = make_provider(settings)
+    try:
+        return provider, await use(provider)
+    except Unauthorized as exc:
+        raise RefusedKey(await keycheck.explain(settings, exc)) from exc
+    finally:
+        await provider.aclose()
+
+
+class RefusedKey(BridgeError):
+    """A provider refused the key; the message says whose key it is, when that is known."""
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -45,13 +68,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 
 async def cmd_avatars(args: argparse.Namespace) -> int:
-    from bridge.app import make_provider
-
-    provider = make_provider(_settings(args))
-    try:
-        avatars = await provider.list_avatars()
-    finally:
-        await provider.aclose()
+    provider, avatars = await _with_provider(args, lambda p: p.list_avatars())
     if args.json:
         say(json.dumps([dataclasses.asdict(a) for a in avatars]))
         return EXIT_OK
@@ -63,13 +80,7 @@ async def cmd_avatars(args: argparse.Namespace) -> int:
 
 
 async def cmd_sessions_list(args: argparse.Namespace) -> int:
-    from bridge.app import make_provider
-
-    provider = make_provider(_settings(args))
-    try:
-        sessions = await provider.list_sessions()
-    finally:
-        await provider.aclose()
+    provider, sessions = await _with_provider(args, lambda p: p.list_sessions())
     if not sessions:
         say(f"no active sessions on {provider.name}")
         return EXIT_OK
@@ -81,23 +92,19 @@ async def cmd_sessions_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_sessions_stop(args: argparse.Namespace) -> int:
-    from bridge.app import make_provider
-
     if bool(args.session_id) == bool(args.all):
         say("heygen-bridge: error: give one session id, or --all", err=True)
         return EXIT_USAGE
-    provider = make_provider(_settings(args))
-    try:
-        ids = (
-            [s.session_id for s in await provider.list_sessions()]
-            if args.all
-            else [args.session_id]
-        )
+
+    async def stop(provider: Provider) -> list[str]:
+        listed = [s.session_id for s in await provider.list_sessions()] if args.all else []
+        ids = listed if args.all else [args.session_id]
         for session_id in ids:
             await provider.stop_session(session_id)
             say(f"stopped {session_id}")
-    finally:
-        await provider.aclose()
+        return ids
+
+    provider, ids = await _with_provider(args, stop)
     if args.all and not ids:
         say(f"no active sessions on {provider.name}")
     return EXIT_OK

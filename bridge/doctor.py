@@ -6,8 +6,9 @@ import asyncio
 import shutil
 from dataclasses import dataclass
 
+from bridge.avatar import keycheck
 from bridge.config import Settings
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, Unauthorized
 from bridge.sinks import v4l2devices
 
 
@@ -42,6 +43,8 @@ async def check_provider(settings: Settings) -> Check:
         return Check("provider", False, str(exc), fix=f"set the API key for provider {name}")
     try:
         avatars = await provider.list_avatars()
+    except Unauthorized as exc:
+        return Check("provider", False, await keycheck.explain(settings, exc))
     except BridgeError as exc:
         return Check("provider", False, str(exc))
     finally:

@@ -12,6 +12,7 @@ import sys
 import threading
 
 _secrets: set[str] = set()
+_handler: logging.Handler | None = None
 _lock = threading.Lock()
 _REDACTED = "***"
 
@@ -64,8 +65,10 @@ def setup(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter(journald=journald))
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    global _handler
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = handler
     root.addHandler(handler)
     root.setLevel(level)
     # Chatty libraries stay at WARNING unless we debug.

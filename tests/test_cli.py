@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sim import DEFAULT_HEYGEN_KEY
+from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
 
 CLI = [sys.executable, "-m", "bridge"]
 
@@ -44,13 +44,14 @@ def simulator_url() -> Iterator[str]:
     proc.stdout.close()
 
 
-def user_env(tmp_path: Path, url: str, key: str) -> dict[str, str]:
+def user_env(tmp_path: Path, url: str, key: str, *, service: str = "HEYGEN") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.update(
         HEYGEN_BASE_URL=url,
-        HEYGEN_API_KEY=key,
+        LIVEAVATAR_BASE_URL=url,
         XDG_CONFIG_HOME=str(tmp_path / "xdg"),
     )
+    env[f"{service}_API_KEY"] = key
     return env
 
 
@@ -147,3 +148,40 @@ def test_every_command_has_help() -> None:
     ):
         result = run_cli(*command, "--help")
         assert result.returncode == 0 and "usage: heygen-bridge" in result.stdout, command
+
+
+def test_avatars_and_doctor_with_a_liveavatar_key(simulator_url: str, tmp_path: Path) -> None:
+    env = user_env(tmp_path, simulator_url, DEFAULT_LIVEAVATAR_KEY, service="LIVEAVATAR")
+    avatars = run_cli("avatars", env=env)  # provider auto: the LiveAvatar key decides
+    assert avatars.returncode == 0, avatars.stderr
+    assert "Wayne" in avatars.stdout and "on LiveAvatar" in avatars.stdout
+    doctor = run_cli("doctor", env=env)
+    assert "ok   provider: LiveAvatar accepted the API key" in doctor.stdout, doctor.stdout
+
+
+@pytest.mark.parametrize(
+    ("key", "service", "says"),
+    [
+        (
+            DEFAULT_HEYGEN_KEY,
+            "LIVEAVATAR",
+            "LiveAvatar refused the API key in LIVEAVATAR_API_KEY: it is a HeyGen Streaming API key",
+        ),
+        (
+            DEFAULT_LIVEAVATAR_KEY,
+            "HEYGEN",
+            "HeyGen Streaming API refused the API key in HEYGEN_API_KEY: it is a LiveAvatar key",
+        ),
+    ],
+)
+def test_a_key_used_on_the_wrong_service_is_named(
+    simulator_url: str, tmp_path: Path, key: str, service: str, says: str
+) -> None:
+    env = user_env(tmp_path, simulator_url, key, service=service)
+    avatars = run_cli("avatars", env=env)
+    assert avatars.returncode == 1
+    assert says in avatars.stderr, avatars.stderr
+    assert key not in avatars.stderr
+    doctor = run_cli("doctor", env=env)
+    assert doctor.returncode == 1
+    assert says in doctor.stdout
