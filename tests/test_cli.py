@@ -165,7 +165,8 @@ def test_avatars_and_doctor_with_a_liveavatar_key(simulator_url: str, tmp_path: 
         (
             DEFAULT_HEYGEN_KEY,
             "LIVEAVATAR",
-            "LiveAvatar refused the API key in LIVEAVATAR_API_KEY: it is a HeyGen Streaming API key",
+            "LiveAvatar refused the API key in LIVEAVATAR_API_KEY: "
+            "it is a HeyGen Streaming API key",
         ),
         (
             DEFAULT_LIVEAVATAR_KEY,

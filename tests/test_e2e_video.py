@@ -164,15 +164,6 @@ async def test_camera_stays_smooth_through_disconnect_and_avatar_absence(
     # Steady rate, never a hole an app would notice.
     assert len(frames) / duration == pytest.approx(FPS, rel=0.1)
     gaps = [b.at - a.at for a, b in itertools.pairwise(frames)]
-    print(
-        "STATS",
-        round(max(gaps) * 1000, 1),
-        camera_stats["max_late_ms"],
-        camera_stats["latency_ms_p50"],
-        camera_stats["latency_ms_p95"],
-        camera_stats["repeats"],
-        camera_stats["dropped"],
-    )
     assert max(gaps) < 2 * INTERVAL, f"longest gap {max(gaps) * 1000:.1f} ms; camera {camera_stats}"
 
     # Avatar frames in order (send times never go back), and the frame count restarted only

@@ -1,7 +1,7 @@
 """The virtual webcam: avatar frames to a v4l2loopback device (pyvirtualcam), at a steady rate.
 
 A named thread converts and writes.  A fresh avatar frame is written as soon as it arrives
-(at most twice the configured rate); when none comes it writes the last frame again, and
+(a faster source is decimated to about the configured rate); when none comes it writes the last frame again, and
 after ``slate_after`` seconds the slate, so apps never lose the camera (``exclusive_caps=1``
 devices vanish from browsers without a writer).  Without a device the thread runs all the
 same (the snapshot shows what the camera would) and retries the device every few seconds.
@@ -28,10 +28,13 @@ from bridge.sinks import v4l2devices
 
 log = logging.getLogger(__name__)
 
-# A fresh frame may be written this soon after the previous write (x interval) ...
-MIN_SPACING = 0.5
-# ... and after a fresh frame we wait this long (x interval) for the next before repeating,
-# so ordinary network jitter does not turn into a repeat plus a delayed frame.
+# Spacing of fresh frames, x interval: at least this far from the previous fresh frame (a
+# faster source is decimated; a jittery one passes) ...
+MIN_FRESH_SPACING = 0.8
+# ... and from any write (a late frame right after a repeat).
+MIN_SPACING = 0.25
+# After a fresh frame we wait this long (x interval) for the next before repeating, so
+# ordinary network jitter does not turn into a repeat plus a delayed frame.
 FRESH_WAIT = 1.2
 DEVICE_RETRY_S = 5.0
 
@@ -168,7 +171,7 @@ class WebcamSink:
         interval = 1.0 / self.cfg.fps
         stats = self.stats
         last_send = time.perf_counter() - interval
-        last_fresh = float("-inf")
+        last_fresh = last_fresh_write = float("-inf")
         fresh_last = False
         while not self._stop.is_set():
             due = last_send + interval * (FRESH_WAIT if fresh_last else 1.0)
@@ -180,7 +183,13 @@ class WebcamSink:
                 # How late the thread got to run: the machine (CPU, GIL) stalling the camera.
                 stats.max_late_ms = max(stats.max_late_ms, (now - due) * 1000)
             if frame is not None:
-                early = last_send + interval * MIN_SPACING - now
+                early = (
+                    max(
+                        last_send + interval * MIN_SPACING,
+                        last_fresh_write + interval * MIN_FRESH_SPACING,
+                    )
+                    - now
+                )
                 if early > 0:
                     time.sleep(early)
                     frame = self.slot.wait_newer(0) or frame
@@ -204,6 +213,8 @@ class WebcamSink:
             stats.dropped = self.slot.dropped
             stats.showing = showing
             fresh_last = frame is not None
+            if fresh_last:
+                last_fresh_write = sent
             last_send = sent
 
     def _write(self, output: U8, now: float) -> None:
