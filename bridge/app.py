@@ -76,7 +76,6 @@ def make_provider(settings: Settings) -> Provider:
             own_room=own_room(settings),
         )
     if cfg.provider == "liveavatar":
-
         key = _required(settings.secrets.liveavatar_api_key, "LIVEAVATAR_API_KEY", "liveavatar")
         return LiveAvatarProvider(
             client=LiveAvatarClient.from_config(cfg.liveavatar, key), avatar=cfg.avatar

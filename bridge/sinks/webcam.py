@@ -1,10 +1,11 @@
 """The virtual webcam: avatar frames to a v4l2loopback device (pyvirtualcam), at a steady rate.
 
 A named thread converts and writes.  A fresh avatar frame is written as soon as it arrives
-(a faster source is decimated to about the configured rate); when none comes it writes the last frame again, and
-after ``slate_after`` seconds the slate, so apps never lose the camera (``exclusive_caps=1``
-devices vanish from browsers without a writer).  Without a device the thread runs all the
-same (the snapshot shows what the camera would) and retries the device every few seconds.
+(a faster source is decimated to about the configured rate); when none comes it writes the
+last frame again, and after ``slate_after`` seconds the slate, so apps never lose the camera
+(``exclusive_caps=1`` devices vanish from browsers without a writer).  Without a device the
+thread runs all the same (the snapshot shows what the camera would) and retries the device
+every few seconds.
 """
 
 from __future__ import annotations
