@@ -30,7 +30,8 @@ from bridge.liveavatar.models import (
 )
 from bridge.sim.faults import Fault
 from bridge.sim.liveavatar import PUBLIC_AVATARS, USER_AVATARS, LiveAvatarLimits
-from tests.fixtures.liveavatar_sim import DEFAULT_LIVEAVATAR_KEY, LiveAvatarHarness
+from bridge.sim.server import Simulator
+from tests.fixtures.liveavatar_sim import DEFAULT_LIVEAVATAR_KEY
 from tests.helpers import eventually
 
 ANN = PUBLIC_AVATARS[1]["id"]
@@ -62,14 +63,14 @@ PLAIN = FullTokenRequest(avatar_id=ANN)
 
 
 @pytest.fixture
-async def lasim() -> AsyncIterator[LiveAvatarHarness]:
+async def lasim() -> AsyncIterator[Simulator]:
     """The LiveAvatar fake; timeouts shrunk 100x (5 min idle → 3 s, sandbox minute → 0.6 s)."""
-    async with LiveAvatarHarness(limits=LiveAvatarLimits(time_scale=0.01)) as harness:
+    async with Simulator(liveavatar_limits=LiveAvatarLimits(time_scale=0.01)) as harness:
         yield harness
 
 
 @pytest.fixture
-async def client(lasim: LiveAvatarHarness) -> AsyncIterator[LiveAvatarClient]:
+async def client(lasim: Simulator) -> AsyncIterator[LiveAvatarClient]:
     async with LiveAvatarClient(
         base_url=lasim.url, credential=Secret(DEFAULT_LIVEAVATAR_KEY), timeout=5, retry_deadline=5
     ) as la:
@@ -77,7 +78,7 @@ async def client(lasim: LiveAvatarHarness) -> AsyncIterator[LiveAvatarClient]:
 
 
 async def raw(
-    lasim: LiveAvatarHarness,
+    lasim: Simulator,
     method: str,
     path: str,
     *,
@@ -100,13 +101,13 @@ def bearer(token: Secret) -> dict[str, str]:
     return {"Authorization": f"Bearer {token.reveal()}"}
 
 
-async def wait_state(lasim: LiveAvatarHarness, session_id: str, state: str) -> None:
+async def wait_state(lasim: Simulator, session_id: str, state: str) -> None:
     await eventually(
         lambda: lasim.liveavatar.sessions[session_id].state == state, what=f"state {state}"
     )
 
 
-def end_reasons(lasim: LiveAvatarHarness) -> list[tuple[str, str]]:
+def end_reasons(lasim: Simulator) -> list[tuple[str, str]]:
     return [
         (e.kind, e.reason) for e in lasim.ledger.session_events if e.kind in ("stopped", "expired")
     ]
@@ -115,7 +116,7 @@ def end_reasons(lasim: LiveAvatarHarness) -> list[tuple[str, str]]:
 # --- the happy path ---------------------------------------------------------------------
 
 
-async def test_full_session_lifecycle(lasim: LiveAvatarHarness, client: LiveAvatarClient) -> None:
+async def test_full_session_lifecycle(lasim: Simulator, client: LiveAvatarClient) -> None:
     token = await client.create_session_token(FULL_REQUEST)
     session = lasim.liveavatar.sessions[token.session_id]
     assert session.quality == "very_high" and session.encoding == "VP8"
@@ -161,7 +162,7 @@ async def test_full_session_lifecycle(lasim: LiveAvatarHarness, client: LiveAvat
 
 
 async def test_stop_with_the_api_key_and_a_reason(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
+    lasim: Simulator, client: LiveAvatarClient
 ) -> None:
     token = await client.create_session_token(PLAIN)
     await client.start_session(token.session_token)
@@ -173,9 +174,7 @@ async def test_stop_with_the_api_key_and_a_reason(
     assert gone.value.status == 404
 
 
-async def test_start_answers_201_once_per_token(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
-) -> None:
+async def test_start_answers_201_once_per_token(lasim: Simulator, client: LiveAvatarClient) -> None:
     token = await client.create_session_token(PLAIN)
     await client.start_session(token.session_token)
     with pytest.raises(InvalidRequest) as again:
@@ -187,7 +186,7 @@ async def test_start_answers_201_once_per_token(
 
 @pytest.mark.parametrize("code", [100, 1000])
 async def test_success_code_100_and_1000(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient, code: int
+    lasim: Simulator, client: LiveAvatarClient, code: int
 ) -> None:
     lasim.liveavatar.limits.success_code = code
     token = await client.create_session_token(PLAIN)
@@ -196,7 +195,7 @@ async def test_success_code_100_and_1000(
     await client.stop(token.session_id)
 
 
-async def test_avatar_lists(lasim: LiveAvatarHarness, client: LiveAvatarClient) -> None:
+async def test_avatar_lists(lasim: Simulator, client: LiveAvatarClient) -> None:
     own = await client.list_avatars()
     assert [a.id for a in own.results] == [a["id"] for a in USER_AVATARS]
     assert {a.status for a in own.results} == {"ACTIVE", "INIT"}
@@ -208,16 +207,14 @@ async def test_avatar_lists(lasim: LiveAvatarHarness, client: LiveAvatarClient) 
     assert paths == {"/v1/avatars": "api_key", "/v1/avatars/public": "none"}
 
 
-async def test_public_avatars_need_no_key(lasim: LiveAvatarHarness) -> None:
+async def test_public_avatars_need_no_key(lasim: Simulator) -> None:
     async with LiveAvatarClient(base_url=lasim.url, credential=Secret("no-such-key")) as la:
         assert (await la.list_public_avatars()).count == len(PUBLIC_AVATARS)
         with pytest.raises(Unauthorized):
             await la.list_avatars()
 
 
-async def test_session_list_is_paginated(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
-) -> None:
+async def test_session_list_is_paginated(lasim: Simulator, client: LiveAvatarClient) -> None:
     ids = [(await client.create_session_token(PLAIN)).session_id for _ in range(3)]
     first = await client.list_sessions("active", page=1, page_size=2)
     assert first.count == 3 and len(first.results) == 2
@@ -230,7 +227,7 @@ async def test_session_list_is_paginated(
 
 
 async def test_real_client_variants_are_accepted(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
+    lasim: Simulator, client: LiveAvatarClient
 ) -> None:
     # LiveKit's plugin: top-level video_quality, start with {session_id}, stop with a reason.
     status, answer = await raw(
@@ -271,7 +268,7 @@ async def test_real_client_variants_are_accepted(
     assert status == 405
 
 
-async def test_auth_per_endpoint(lasim: LiveAvatarHarness, client: LiveAvatarClient) -> None:
+async def test_auth_per_endpoint(lasim: Simulator, client: LiveAvatarClient) -> None:
     token = await client.create_session_token(PLAIN)
     # start takes the session token only
     status, answer = await raw(lasim, "POST", "/v1/sessions/start", headers=KEY)
@@ -306,7 +303,7 @@ async def test_auth_per_endpoint(lasim: LiveAvatarHarness, client: LiveAvatarCli
 # --- refusals ---------------------------------------------------------------------------
 
 
-async def test_422_names_the_field(lasim: LiveAvatarHarness, client: LiveAvatarClient) -> None:
+async def test_422_names_the_field(lasim: Simulator, client: LiveAvatarClient) -> None:
     with pytest.raises(InvalidRequest) as caught:
         await client.create_session_token(FullTokenRequest(avatar_id="not-a-uuid"))
     assert caught.value.status == 422 and caught.value.code is None
@@ -349,7 +346,7 @@ async def test_422_names_the_field(lasim: LiveAvatarHarness, client: LiveAvatarC
     ],
 )
 async def test_invalid_bodies_get_fastapi_422(
-    lasim: LiveAvatarHarness, body: Any, loc: list[Any], kind: str
+    lasim: Simulator, body: Any, loc: list[Any], kind: str
 ) -> None:
     status, answer = await raw(lasim, "POST", "/v1/sessions/token", headers=KEY, body=body)
     assert status == 422
@@ -358,7 +355,7 @@ async def test_invalid_bodies_get_fastapi_422(
     assert lasim.liveavatar.sessions == {}
 
 
-async def test_422_for_missing_or_broken_body_and_bad_query(lasim: LiveAvatarHarness) -> None:
+async def test_422_for_missing_or_broken_body_and_bad_query(lasim: Simulator) -> None:
     status, answer = await raw(lasim, "POST", "/v1/sessions/token", headers=KEY)
     assert status == 422 and answer["detail"][0]["type"] == "missing"
     status, answer = await raw(lasim, "POST", "/v1/sessions/token", headers=KEY, data="{nope")
@@ -379,7 +376,7 @@ async def test_422_for_missing_or_broken_body_and_bad_query(lasim: LiveAvatarHar
     assert status == 422 and answer["detail"][0]["loc"] == ["body", "reason"]
 
 
-async def test_wrong_key_names_the_variable_and_hides_the_key(lasim: LiveAvatarHarness) -> None:
+async def test_wrong_key_names_the_variable_and_hides_the_key(lasim: Simulator) -> None:
     wrong = "sim-heygen-key"  # a HeyGen key is just a wrong key here
     async with LiveAvatarClient(base_url=lasim.url, credential=Secret(wrong)) as la:
         with pytest.raises(Unauthorized) as caught:
@@ -392,9 +389,7 @@ async def test_wrong_key_names_the_variable_and_hides_the_key(lasim: LiveAvatarH
     assert len(lasim.ledger.requests_to("/v1/sessions/token")) == 1
 
 
-async def test_bad_session_token_is_explained(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
-) -> None:
+async def test_bad_session_token_is_explained(lasim: Simulator, client: LiveAvatarClient) -> None:
     bogus = Secret("not-a-session-token")
     with pytest.raises(Unauthorized) as caught:
         await client.start_session(bogus)
@@ -431,7 +426,7 @@ async def test_duration_over_the_plan_is_refused(client: LiveAvatarClient) -> No
     assert "limit of your plan (1200 seconds)" in str(caught.value)
 
 
-async def test_concurrency_cap(lasim: LiveAvatarHarness, client: LiveAvatarClient) -> None:
+async def test_concurrency_cap(lasim: Simulator, client: LiveAvatarClient) -> None:
     lasim.liveavatar.limits.max_concurrent = 2
     ids = [(await client.create_session_token(PLAIN)).session_id for _ in range(2)]
     with pytest.raises(SessionLimitReached) as caught:
@@ -447,7 +442,7 @@ async def test_concurrency_cap(lasim: LiveAvatarHarness, client: LiveAvatarClien
 
 
 async def test_sandbox_allows_only_wayne_and_ends_after_a_minute(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
+    lasim: Simulator, client: LiveAvatarClient
 ) -> None:
     with pytest.raises(InvalidRequest) as caught:
         await client.create_session_token(FullTokenRequest(avatar_id=ANN, is_sandbox=True))
@@ -474,7 +469,7 @@ async def test_sandbox_allows_only_wayne_and_ends_after_a_minute(
 
 
 async def test_max_session_duration_ends_the_session(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
+    lasim: Simulator, client: LiveAvatarClient
 ) -> None:
     token = await client.create_session_token(
         FullTokenRequest(avatar_id=ANN, max_session_duration=20)
@@ -486,7 +481,7 @@ async def test_max_session_duration_ends_the_session(
 
 
 async def test_idle_timeout_is_reset_by_keep_alive(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
+    lasim: Simulator, client: LiveAvatarClient
 ) -> None:
     lasim.liveavatar.limits.time_scale = 0.002  # idle 5 min → 0.6 s; duration cap 2.4 s
     token = await client.create_session_token(PLAIN)
@@ -498,9 +493,7 @@ async def test_idle_timeout_is_reset_by_keep_alive(
     assert end_reasons(lasim) == [("expired", "IDLE_TIMEOUT")]
 
 
-async def test_a_token_never_started_is_reaped(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
-) -> None:
+async def test_a_token_never_started_is_reaped(lasim: Simulator, client: LiveAvatarClient) -> None:
     lasim.liveavatar.limits.time_scale = 0.001  # idle 5 min → 0.3 s
     token = await client.create_session_token(PLAIN)
     await asyncio.sleep(0.5)
@@ -513,7 +506,7 @@ async def test_a_token_never_started_is_reaped(
 
 
 async def test_http_200_with_a_failure_code_is_an_error(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
+    lasim: Simulator, client: LiveAvatarClient
 ) -> None:
     lasim.faults.add(Fault("status", path="/v1/avatars", status=200, code=4000, message="nope"))
     with pytest.raises(ApiError) as caught:
@@ -522,14 +515,14 @@ async def test_http_200_with_a_failure_code_is_an_error(
 
 
 async def test_answer_without_data_is_unexpected(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
+    lasim: Simulator, client: LiveAvatarClient
 ) -> None:
     lasim.faults.add(Fault("status", path="/v1/avatars", status=200, code=1000))
     with pytest.raises(UnexpectedResponse):
         await client.list_avatars()
 
 
-async def test_429_waits_retry_after(lasim: LiveAvatarHarness, client: LiveAvatarClient) -> None:
+async def test_429_waits_retry_after(lasim: Simulator, client: LiveAvatarClient) -> None:
     lasim.faults.add(Fault("status", path="/v1/sessions/token", status=429, retry_after=0.3))
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -539,7 +532,7 @@ async def test_429_waits_retry_after(lasim: LiveAvatarHarness, client: LiveAvata
     await client.stop(token.session_id)
 
 
-async def test_429_past_the_deadline_is_raised(lasim: LiveAvatarHarness) -> None:
+async def test_429_past_the_deadline_is_raised(lasim: Simulator) -> None:
     lasim.faults.add(Fault("status", path="/v1/avatars", status=429, retry_after=30))
     async with LiveAvatarClient(
         base_url=lasim.url, credential=Secret(DEFAULT_LIVEAVATAR_KEY), retry_deadline=1
@@ -549,22 +542,20 @@ async def test_429_past_the_deadline_is_raised(lasim: LiveAvatarHarness) -> None
     assert caught.value.retry_after == 30 and caught.value.retryable
 
 
-async def test_succeeds_after_two_injected_503s(
-    lasim: LiveAvatarHarness, client: LiveAvatarClient
-) -> None:
+async def test_succeeds_after_two_injected_503s(lasim: Simulator, client: LiveAvatarClient) -> None:
     lasim.faults.add(Fault("status", path="/v1/sessions", status=503, times=2))
     assert (await client.list_sessions("active")).count == 0
     assert [r.status for r in lasim.ledger.requests_to("/v1/sessions")] == [503, 503, 200]
 
 
-async def test_4xx_is_not_retried(lasim: LiveAvatarHarness, client: LiveAvatarClient) -> None:
+async def test_4xx_is_not_retried(lasim: Simulator, client: LiveAvatarClient) -> None:
     lasim.faults.add(Fault("status", path="/v1/sessions", status=400, code=400, times=5))
     with pytest.raises(InvalidRequest):
         await client.list_sessions("historic")
     assert len(lasim.ledger.requests_to("/v1/sessions")) == 1
 
 
-async def test_from_config(lasim: LiveAvatarHarness) -> None:
+async def test_from_config(lasim: Simulator) -> None:
     api = ApiConfig(base_url=lasim.url, timeout=3, retry_deadline=1)
     async with LiveAvatarClient.from_config(api, Secret(DEFAULT_LIVEAVATAR_KEY)) as la:
         assert (await la.list_avatars()).count == len(USER_AVATARS)

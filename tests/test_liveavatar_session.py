@@ -28,9 +28,9 @@ from bridge.sim.avatar import LiveKitHost
 from bridge.sim.faults import Fault
 from bridge.sim.liveavatar import PUBLIC_AVATARS, USER_AVATARS, LiveAvatarLimits
 from bridge.sim.livekit_server import LiveKitServer
+from bridge.sim.server import Simulator
 from tests.fixtures.liveavatar_sim import (
     DEFAULT_LIVEAVATAR_KEY,
-    LiveAvatarHarness,
     RecordingLink,
     RecordingMedia,
 )
@@ -47,13 +47,13 @@ def media() -> RecordingMedia:
 
 
 @pytest.fixture
-async def lasim(media: RecordingMedia) -> AsyncIterator[LiveAvatarHarness]:
+async def lasim(media: RecordingMedia) -> AsyncIterator[Simulator]:
     limits = LiveAvatarLimits(time_scale=0.01)
-    async with LiveAvatarHarness(media=media, limits=limits) as harness:
+    async with Simulator(media=media, liveavatar_limits=limits) as harness:
         yield harness
 
 
-def provider_for(lasim: LiveAvatarHarness, **avatar: Any) -> LiveAvatarProvider:
+def provider_for(lasim: Simulator, **avatar: Any) -> LiveAvatarProvider:
     client = LiveAvatarClient(
         base_url=lasim.url, credential=Secret(DEFAULT_LIVEAVATAR_KEY), timeout=5, retry_deadline=1
     )
@@ -62,7 +62,7 @@ def provider_for(lasim: LiveAvatarHarness, **avatar: Any) -> LiveAvatarProvider:
 
 
 @pytest.fixture
-async def provider(lasim: LiveAvatarHarness) -> AsyncIterator[LiveAvatarProvider]:
+async def provider(lasim: Simulator) -> AsyncIterator[LiveAvatarProvider]:
     p = provider_for(lasim, context_id=CONTEXT)
     yield p
     await p.aclose()
@@ -96,7 +96,7 @@ def event(event_type: str, **fields: Any) -> bytes:
 
 
 async def test_open_session_gives_the_livekit_room(
-    lasim: LiveAvatarHarness, media: RecordingMedia, provider: LiveAvatarProvider
+    lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
     session = await provider.open_session()
     assert session.provider == "LiveAvatar" and session.max_text == MAX_TEXT
@@ -127,7 +127,7 @@ async def test_open_session_gives_the_livekit_room(
 
 
 async def test_open_session_never_leaks_when_start_is_refused(
-    lasim: LiveAvatarHarness, provider: LiveAvatarProvider
+    lasim: Simulator, provider: LiveAvatarProvider
 ) -> None:
     lasim.faults.add(Fault("status", path="/v1/sessions/start", status=400, code=400))
     with pytest.raises(InvalidRequest):
@@ -142,7 +142,7 @@ async def test_open_session_never_leaks_when_start_is_refused(
 
 
 async def test_open_session_never_leaks_when_start_keeps_failing(
-    lasim: LiveAvatarHarness, provider: LiveAvatarProvider
+    lasim: Simulator, provider: LiveAvatarProvider
 ) -> None:
     lasim.faults.add(Fault("status", path="/v1/sessions/start", status=503, times=None))
     with pytest.raises(ApiError) as caught:
@@ -154,7 +154,7 @@ async def test_open_session_never_leaks_when_start_keeps_failing(
 
 
 async def test_open_session_never_leaks_on_an_unreadable_start(
-    lasim: LiveAvatarHarness, provider: LiveAvatarProvider
+    lasim: Simulator, provider: LiveAvatarProvider
 ) -> None:
     lasim.faults.add(Fault("status", path="/v1/sessions/start", status=201, code=1000))
     with pytest.raises(UnexpectedResponse):  # 201 without data
@@ -162,9 +162,7 @@ async def test_open_session_never_leaks_on_an_unreadable_start(
     assert lasim.ledger.open_sessions() == []
 
 
-async def test_avatar_and_session_lists(
-    lasim: LiveAvatarHarness, provider: LiveAvatarProvider
-) -> None:
+async def test_avatar_and_session_lists(lasim: Simulator, provider: LiveAvatarProvider) -> None:
     avatars = await provider.list_avatars()
     assert [(a.avatar_id, a.public) for a in avatars] == [
         *((a["id"], False) for a in USER_AVATARS),
@@ -181,7 +179,7 @@ async def test_avatar_and_session_lists(
     assert await provider.list_sessions() == []
 
 
-async def test_sandbox_session_uses_wayne(lasim: LiveAvatarHarness) -> None:
+async def test_sandbox_session_uses_wayne(lasim: Simulator) -> None:
     provider = provider_for(lasim, avatar_id=None, sandbox=True)
     try:
         session = await provider.open_session()
@@ -406,7 +404,7 @@ def test_full_transcript_after_chunks_is_not_repeated() -> None:
 
 
 async def open_in_room(
-    lasim: LiveAvatarHarness, media: RecordingMedia, provider: LiveAvatarProvider
+    lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> tuple[LiveAvatarSession, RecordingLink]:
     """Open a session and wire its PublishData into the simulated avatar's room."""
     session = await provider.open_session()
@@ -428,7 +426,7 @@ def decode_all(session: LiveAvatarSession, link: RecordingLink) -> list[AvatarEv
 
 
 async def test_repeat_round_trip(
-    lasim: LiveAvatarHarness, media: RecordingMedia, provider: LiveAvatarProvider
+    lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
     session, link = await open_in_room(lasim, media, provider)
     task = await session.speak("Hello bridge", "repeat")
@@ -444,7 +442,7 @@ async def test_repeat_round_trip(
 
 
 async def test_chat_round_trip_answers_with_the_canned_reply(
-    lasim: LiveAvatarHarness, media: RecordingMedia, provider: LiveAvatarProvider
+    lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
     session, link = await open_in_room(lasim, media, provider)
     task = await session.speak("What time is it?", "chat")
@@ -462,7 +460,7 @@ async def test_chat_round_trip_answers_with_the_canned_reply(
 
 
 async def test_commands_reset_the_idle_timer_and_interrupt_reaches_the_avatar(
-    lasim: LiveAvatarHarness, media: RecordingMedia, provider: LiveAvatarProvider
+    lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
     session, link = await open_in_room(lasim, media, provider)
     sim_session = lasim.liveavatar.sessions[session.session_id]
@@ -485,7 +483,7 @@ async def test_commands_reset_the_idle_timer_and_interrupt_reaches_the_avatar(
 
 
 async def test_stop_tells_the_room_before_the_avatar_leaves(
-    lasim: LiveAvatarHarness, media: RecordingMedia, provider: LiveAvatarProvider
+    lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
     session, link = await open_in_room(lasim, media, provider)
     link.published.clear()
@@ -495,7 +493,7 @@ async def test_stop_tells_the_room_before_the_avatar_leaves(
 
 
 async def test_expiry_tells_the_room_why(
-    lasim: LiveAvatarHarness, media: RecordingMedia, provider: LiveAvatarProvider
+    lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
     session, link = await open_in_room(lasim, media, provider)
     link.published.clear()
@@ -506,7 +504,7 @@ async def test_expiry_tells_the_room_why(
 
 
 async def test_push_to_talk_is_refused_in_a_conversational_session(
-    lasim: LiveAvatarHarness, media: RecordingMedia, provider: LiveAvatarProvider
+    lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
     session, link = await open_in_room(lasim, media, provider)
     link.published.clear()
@@ -528,7 +526,7 @@ async def test_through_a_real_livekit_room(livekit_server: LiveKitServer) -> Non
     room = rtc.Room()
     events: list[AvatarEvent] = []
     try:
-        async with LiveAvatarHarness(media=host) as lasim:
+        async with Simulator(media=host) as lasim:
             provider = provider_for(lasim, context_id=CONTEXT)
             try:
                 session = await provider.open_session()
