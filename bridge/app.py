@@ -119,6 +119,7 @@ class Bridge:
             make_source=self._make_source,
             bus=self.bus,
             on_event=self.queue.on_event,
+            on_session_end=self.queue.drop_unfinished,
         )
         self.control = ControlServer(
             cfg.control,

@@ -85,11 +85,13 @@ class SessionManager:
         make_source: SourceFactory,
         bus: EventBus,
         on_event: EventListener | None = None,
+        on_session_end: Callable[[str], None] | None = None,
     ) -> None:
         self.provider = provider
         self._make_source = make_source
         self._bus = bus
         self._on_event = on_event
+        self._on_session_end = on_session_end
         self.state = SessionState.STARTING
         self.session: AvatarSession | None = None
         self.source: MediaSource | None = None
@@ -177,6 +179,8 @@ class SessionManager:
             self._enter(S.FAILED, self.last_error)
         finally:
             self.source = None
+            if self._on_session_end is not None:
+                self._on_session_end(f"the session {session.session_id} ended")
             await asyncio.shield(self._stop(session))
 
     async def _stop(self, session: AvatarSession) -> None:
