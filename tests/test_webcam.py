@@ -140,3 +140,31 @@ def test_a_failing_device_write_does_not_stop_the_camera(
     assert sink.stats.state == "writing"  # reopened
     assert FlakyBackend.sends > 15
     assert any(t.name == "webcam-writer" for t in threading.enumerate())
+
+
+def test_a_delay_holds_every_frame_back(
+    renderer: FaceRenderer, sink_factory: list[WebcamSink]
+) -> None:
+    sink = WebcamSink(camera("unit-delay"))
+    sink_factory.append(sink)
+    sink.set_delay(0.2)
+    sink.start()
+    arrivals: dict[int, float] = {}
+    start = time.perf_counter()
+    count = 0
+    while time.perf_counter() - start < 1.0:
+        data = renderer.render(mouth_open=0, caption="", t=0, stamp=marker.Stamp(count, 0)).copy()
+        arrivals[count] = time.perf_counter()
+        sink.put(VideoFrame(640, 360, data, arrived=arrivals[count]))
+        count += 1
+        time.sleep(max(0.0, start + count / FPS - time.perf_counter()))
+    time.sleep(0.3)
+    shown = {}
+    for written in RECORDINGS["unit-delay"].since(start):
+        if written.stamp is not None and written.stamp.frame not in shown:
+            shown[written.stamp.frame] = written.at
+    delays = [shown[n] - arrivals[n] for n in shown]
+    assert len(shown) > FPS * 0.6
+    assert min(delays) >= 0.2  # never early
+    assert sorted(delays)[len(delays) // 2] < 0.2 + 2 / FPS  # and not much later
+    assert sink.stats.snapshot()["delay_ms"] == 200.0

@@ -21,6 +21,7 @@ import pyvirtualcam
 
 from bridge.config import CameraConfig
 from bridge.errors import DeviceUnavailable
+from bridge.media import priority
 from bridge.media.frames import U8, VideoFrame
 from bridge.media.slot import LatestSlot
 from bridge.pipeline.slate import render_slate
@@ -52,6 +53,8 @@ class CameraStats:
     dropped: int = 0
     max_gap_ms: float = 0.0
     max_late_ms: float = 0.0
+    priority: str = ""
+    delay_ms: float = 0.0
     last_error: str | None = None
     fix: str | None = None
     showing: str = "slate"  # avatar | repeat | slate
@@ -72,6 +75,8 @@ class CameraStats:
             "dropped": self.dropped,
             "max_gap_ms": round(self.max_gap_ms, 1),
             "max_late_ms": round(self.max_late_ms, 1),
+            "priority": self.priority,
+            "delay_ms": self.delay_ms,
             "latency_ms_p50": pick(0.5) if pick else None,
             "latency_ms_p95": pick(0.95) if pick else None,
             "last_error": self.last_error,
@@ -126,7 +131,12 @@ class WebcamSink:
         self._showing_lock = threading.Lock()
 
     def put(self, frame: VideoFrame) -> None:
-        self.slot.put(frame)
+        self.slot.put(frame, frame.arrived)
+
+    def set_delay(self, seconds: float) -> None:
+        """Hold frames back this long after they arrive (to meet the slower audio path)."""
+        self.slot.set_delay(seconds)
+        self.stats.delay_ms = round(seconds * 1000, 1)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="webcam-writer", daemon=True)
@@ -171,6 +181,7 @@ class WebcamSink:
     def _run(self) -> None:
         interval = 1.0 / self.cfg.fps
         stats = self.stats
+        stats.priority = priority.raise_current_thread()
         last_send = time.perf_counter() - interval
         last_fresh = last_fresh_write = float("-inf")
         fresh_last = False
@@ -208,7 +219,8 @@ class WebcamSink:
             self._write(output, now)
             sent = time.perf_counter()
             if frame is not None:
-                stats.latencies_ms.append((sent - frame.arrived) * 1000)
+                # What the bridge added, beyond the deliberate A/V alignment delay.
+                stats.latencies_ms.append((sent - frame.arrived - self.slot.delay) * 1000)
             stats.max_gap_ms = max(stats.max_gap_ms, (sent - last_send) * 1000)
             stats.frames_out += 1
             stats.dropped = self.slot.dropped
