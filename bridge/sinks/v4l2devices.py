@@ -24,8 +24,9 @@ class LoopbackDevice:
         return os.access(self.path, os.W_OK)
 
 
-def loopback_devices(sysfs: Path = SYSFS) -> list[LoopbackDevice]:
+def loopback_devices(sysfs: Path | None = None) -> list[LoopbackDevice]:
     """Every v4l2loopback device, in device-number order."""
+    sysfs = sysfs or SYSFS
     if not sysfs.is_dir():
         return []
     found = []
@@ -40,7 +41,7 @@ def loopback_devices(sysfs: Path = SYSFS) -> list[LoopbackDevice]:
     return sorted(found, key=lambda d: int(d.path.removeprefix("/dev/video") or 0))
 
 
-def find_by_label(label: str, sysfs: Path = SYSFS) -> LoopbackDevice | None:
+def find_by_label(label: str, sysfs: Path | None = None) -> LoopbackDevice | None:
     for device in loopback_devices(sysfs):
         if device.label == label:
             return device
