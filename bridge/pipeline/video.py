@@ -112,25 +112,54 @@ class VideoConverter:
         source = libyuv.i420_planes(
             frame.data, frame.width, frame.height, src.x, src.y, src.w, src.h
         )
-        scaled = (src.w, src.h) != (dst.w, dst.h)
-        if self.pixel_format == "I420":
-            target = libyuv.i420_planes(
-                self.output, self.width, self.height, dst.x, dst.y, dst.w, dst.h
-            )
-            if scaled:
-                yuv.scale(source, target)
-            else:
-                yuv.copy(source, target)
-            return
-        if scaled:
+        if dst.w * dst.h > src.w * src.h:
+            # Up: swscale's fast bilinear (1.2 ms 720p->1080p here) beats libyuv's (2.7 ms).
+            source = self._upscale(frame, src, dst)
+        elif (src.w, src.h) != (dst.w, dst.h):
+            # Down (or reshape): libyuv's box filter is both fast and sharp.
+            if self.pixel_format == "I420":
+                yuv.scale(source, self._target(dst), libyuv.FILTER_BOX)
+                return
             need = i420_size(dst.w, dst.h)
             if self._scratch.size != need:
                 self._scratch = np.empty(need, np.uint8)
             inter = libyuv.i420_planes(self._scratch, dst.w, dst.h)
-            yuv.scale(source, inter)
+            yuv.scale(source, inter, libyuv.FILTER_BOX)
             source = inter
+        if self.pixel_format == "I420":
+            yuv.copy(source, self._target(dst))
+            return
         stride = self.width * 2
         yuv.to_yuyv(source, self.output.ctypes.data + dst.y * stride + dst.x * 2, stride)
+
+    def _target(self, dst: Box) -> libyuv.Planes:
+        return libyuv.i420_planes(self.output, self.width, self.height, dst.x, dst.y, dst.w, dst.h)
+
+    def _upscale(self, frame: VideoFrame, src: Box, dst: Box) -> libyuv.Planes:
+        """Scale with swscale into a PyAV frame (kept alive) and describe it for libyuv."""
+        data = frame.data if src == Box(0, 0, frame.width, frame.height) else _crop_i420(frame, src)
+        picture = av.VideoFrame.from_numpy_buffer(
+            data.reshape(-1, src.w), format="yuv420p", width=src.w
+        )
+        out = self._reformatter.reformat(
+            picture,
+            width=dst.w,
+            height=dst.h,
+            format="yuv420p",
+            interpolation=Interpolation.FAST_BILINEAR,
+            threads=1,
+        )
+        self._keep = out
+        y, u, v = out.planes
+        return libyuv.Planes(
+            y=y.buffer_ptr,
+            u=u.buffer_ptr,
+            v=v.buffer_ptr,
+            stride_y=y.line_size,
+            stride_uv=u.line_size,
+            width=dst.w,
+            height=dst.h,
+        )
 
     def _convert_swscale(self, frame: VideoFrame, src: Box, dst: Box) -> None:
         data = frame.data

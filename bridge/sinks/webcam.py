@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 # Spacing of fresh frames, x interval: at least this far from the previous fresh frame (a
 # faster source is decimated; a jittery one passes) ...
 MIN_FRESH_SPACING = 0.8
-# ... and from any write (a late frame right after a repeat).
-MIN_SPACING = 0.25
+# ... and from any write (a late frame right after a repeat: a short hold only).
+MIN_SPACING = 0.1
 # After a fresh frame we wait this long (x interval) for the next before repeating, so
 # ordinary network jitter does not turn into a repeat plus a delayed frame.
 FRESH_WAIT = 1.2
