@@ -3,10 +3,11 @@
 ::
 
     provider ─► SessionManager ─► source (LiveKit room | in-process demo)
-                    │                 ├─ video ─► WebcamSink (converter, pacing, slate)
-                    │                 ├─ audio ─► (mic sink)
+                    │                 ├─ video ─► WebcamSink (delay line, convert, pace, slate)
+                    │                 ├─ audio ─► MicSink (jitter buffer ─► PulseAudio/PipeWire)
                     │                 └─ data  ─► provider events ─► EventBus, SpeechQueue
-    ControlServer ──┴─ SpeechQueue ─► manager.speak()
+    ControlServer ──┴─ SpeechQueue ─► manager.speak()        PulseDevices keep the mic there
+    AvAligner: video delay = audio path latency + microphone.av_offset_ms
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import asyncio
 import gc
 import logging
 import sys
-import time
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from bridge import __version__, sdnotify
@@ -34,6 +35,8 @@ from bridge.heygen.client import HeyGenClient
 from bridge.liveavatar.client import LiveAvatarClient
 from bridge.media.frames import AudioChunk
 from bridge.pipeline.snapshot import to_jpeg
+from bridge.sinks.mic import MicSink
+from bridge.sinks.pulse import PulseDevices
 from bridge.sinks.webcam import WebcamSink
 from bridge.source.livekit import LiveKitSource
 from bridge.source.local import LocalSource
@@ -89,16 +92,52 @@ def make_provider(settings: Settings) -> Provider:
 
 @dataclass
 class AudioTap:
-    """Counts the avatar audio that arrives (the mic sink consumes it when enabled)."""
+    """Counts the avatar audio that arrives and hands it to the mic, when there is one."""
 
+    mic: MicSink | None = None
     chunks: int = 0
     seconds: float = 0.0
-    last: float = field(default=0.0)
 
     def __call__(self, chunk: AudioChunk) -> None:
         self.chunks += 1
         self.seconds += chunk.duration
-        self.last = time.perf_counter()
+        if self.mic is not None:
+            self.mic.put(chunk)
+
+
+class AvAligner:
+    """Delays the camera by the audio path's latency, so lips and voice meet at the sinks.
+
+    The audio path (jitter buffer + sound server) is the slower one; its latency is measured
+    by the mic sink.  ``microphone.av_offset_ms`` is added (positive: the voice later, so the
+    picture waits longer).  The median of the last few readings is followed, and changes
+    smaller than ``STEP_S`` are ignored, so the picture does not stutter with every wobble of
+    the audio buffer (a stalled sound server makes it jump for a moment).
+    """
+
+    EVERY_S = 0.25
+    STEP_S = 0.008
+    WINDOW = 5
+
+    def __init__(self, webcam: WebcamSink, mic: MicSink | None, offset_ms: int) -> None:
+        self._webcam = webcam
+        self._mic = mic
+        self._offset = offset_ms / 1000
+        self._readings: deque[float] = deque(maxlen=self.WINDOW)
+
+    def target(self) -> float:
+        audio_ms = self._mic.latency_ms() if self._mic is not None else None
+        if audio_ms is not None:
+            self._readings.append(audio_ms / 1000)
+        audio = sorted(self._readings)[len(self._readings) // 2] if self._readings else 0.0
+        return max(0.0, audio + self._offset)
+
+    async def run(self) -> None:
+        while True:
+            target = self.target()
+            if abs(target - self._webcam.slot.delay) >= self.STEP_S:
+                self._webcam.set_delay(target)
+            await asyncio.sleep(self.EVERY_S)
 
 
 class Bridge:
@@ -113,7 +152,18 @@ class Bridge:
             self.provider.token_request()  # a config LiveAvatar cannot serve fails now
         self.queue = SpeechQueue(bus=self.bus)
         self.webcam = WebcamSink(cfg.camera) if cfg.camera.enabled else None
-        self.audio = AudioTap()
+        self.mic = MicSink(cfg.microphone) if cfg.microphone.enabled else None
+        self.mic_devices = (
+            PulseDevices(cfg.microphone, on_change=self.mic.on_devices)
+            if self.mic is not None and sys.platform.startswith("linux")
+            else None
+        )
+        self.audio = AudioTap(mic=self.mic)
+        self.aligner = (
+            AvAligner(self.webcam, self.mic, cfg.microphone.av_offset_ms)
+            if self.webcam is not None
+            else None
+        )
         self.manager = SessionManager(
             provider=self.provider,
             make_source=self._make_source,
@@ -152,6 +202,14 @@ class Bridge:
             "source": source.snapshot() if source is not None else None,
             "camera": self.webcam.stats.snapshot() if self.webcam else {"state": "disabled"},
             "audio": {"chunks": self.audio.chunks, "seconds": round(self.audio.seconds, 2)},
+            "microphone": (
+                {
+                    **self.mic.stats.snapshot(),
+                    "devices": self.mic_devices.snapshot() if self.mic_devices else None,
+                }
+                if self.mic is not None
+                else {"state": "disabled"}
+            ),
             "speech": self.queue.snapshot(),
             "events": [e.as_json() for e in list(self.bus.recent)[-20:]],
         }
@@ -170,6 +228,8 @@ class Bridge:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         if self.webcam is not None:
             self.webcam.start()
+        if self.mic is not None:
+            self.mic.start()
         try:
             await self.control.start()
             # Everything built so far lives as long as the daemon: keep it out of the
@@ -178,10 +238,16 @@ class Bridge:
             self._announce()
             sdnotify.notify("READY=1")
             async with asyncio.TaskGroup() as group:
+                if self.mic_devices is not None:  # first: apps should find the mic early
+                    group.create_task(self.mic_devices.keep(), name="mic-devices")
+                if self.aligner is not None:
+                    group.create_task(self.aligner.run(), name="av-aligner")
                 group.create_task(self.manager.run(), name="session-manager")
                 group.create_task(self.queue.run(self.manager), name="speech-queue")
         finally:
             await self.control.stop()
+            if self.mic is not None:
+                await asyncio.to_thread(self.mic.close)
             if self.webcam is not None:
                 await asyncio.to_thread(self.webcam.close)
             await self.provider.aclose()

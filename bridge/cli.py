@@ -142,6 +142,12 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return await supervise(bridge.run)
 
 
+async def cmd_devices(args: argparse.Namespace) -> int:
+    from bridge.sinks.devices_cli import run
+
+    return await run(args, config.load(args.config))
+
+
 async def cmd_doctor(args: argparse.Namespace) -> int:
     from bridge.doctor import run_checks
 
@@ -227,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("devices", help="make, remove or show the virtual microphone")
+    from bridge.sinks.devices_cli import add_arguments as add_devices_arguments
+
+    add_devices_arguments(p)
+    p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("doctor", help="check config, API key, camera and sound; say how to fix")
     p.set_defaults(func=cmd_doctor)

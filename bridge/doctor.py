@@ -10,6 +10,7 @@ from bridge.avatar import keycheck
 from bridge.config import Settings
 from bridge.errors import BridgeError, Unauthorized
 from bridge.sinks import v4l2devices
+from bridge.sinks.pulse import server_fix
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ async def check_sound_server(settings: Settings) -> Check:
             "sound server",
             False,
             "no PulseAudio/PipeWire server is running for this user",
-            fix="systemctl --user start pipewire-pulse  (or: pulseaudio --start)",
+            fix=server_fix(),
         )
     name = next(
         (

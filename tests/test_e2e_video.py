@@ -11,19 +11,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
 from livekit import api
 
-from bridge.app import Bridge
-from bridge.config import Secret, Secrets, Settings, parse
 from bridge.media import marker
-from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
 from bridge.sim.livekit_server import LiveKitServer
+from tests.e2e import bridge_settings, running
 from tests.fixtures.camera import RECORDINGS, YUYV, Written
 from tests.fixtures.simproc import StartSim
 from tests.helpers import eventually
@@ -35,62 +31,15 @@ SLATE_AFTER = 0.4
 AVATAR_AWAY_S = 2.0
 
 
-LIVEAVATAR_AVATAR = "4f3c2b1a-9d8e-4c7b-a6f5-e4d3c2b1a098"  # "My presenter" in the fake
 # (provider, room): LiveAvatar FULL mode always uses its own room.
 CASES = [("heygen", "managed"), ("heygen", "own"), ("liveavatar", "managed")]
-
-
-def bridge_settings(
-    sim_url: str,
-    server: LiveKitServer,
-    *,
-    provider: str,
-    device: str,
-    own_room: str | None = None,
-) -> Settings:
-    raw: dict[str, Any] = {
-        "provider": provider,
-        "heygen": {"base_url": sim_url, "timeout": 5, "retry_deadline": 5},
-        "liveavatar": {"base_url": sim_url, "timeout": 5, "retry_deadline": 5},
-        "avatar": {
-            "quality": "high",
-            **({"avatar_id": LIVEAVATAR_AVATAR} if provider == "liveavatar" else {}),
-        },
-        "camera": {
-            "backend": "recording",
-            "device": device,
-            "width": 1280,
-            "height": 720,
-            "fps": FPS,
-            "pixel_format": "YUYV",
-            "slate_after": SLATE_AFTER,
-        },
-        "microphone": {"enabled": False},
-        "control": {"port": 0},
-    }
-    if own_room is not None:
-        raw["livekit"] = {"url": server.url, "room": own_room}
-    return Settings(
-        config=parse(raw),
-        secrets=Secrets(
-            heygen_api_key=Secret(DEFAULT_HEYGEN_KEY),
-            liveavatar_api_key=Secret(DEFAULT_LIVEAVATAR_KEY),
-            livekit_api_key=Secret(server.api_key),
-            livekit_api_secret=Secret(server.api_secret),
-        ),
-    )
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Bridge]:
-    bridge = Bridge(settings)
-    task = asyncio.create_task(bridge.run(), name="bridge-under-test")
-    try:
-        await eventually(lambda: bridge.manager.state == "live", within=20, what="avatar live")
-        yield bridge
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+CAMERA = {
+    "width": 1280,
+    "height": 720,
+    "fps": FPS,
+    "pixel_format": "YUYV",
+    "slate_after": SLATE_AFTER,
+}
 
 
 def avatar_runs(frames: list[Written]) -> list[list[marker.Stamp]]:
@@ -114,7 +63,11 @@ async def test_camera_stays_smooth_through_disconnect_and_avatar_absence(
     device = f"e2e-{provider}-{room}"
     own_room = "my-own-room" if room == "own" else None
     settings = bridge_settings(
-        sim.url, livekit_server, provider=provider, device=device, own_room=own_room
+        sim.url,
+        livekit_server,
+        provider=provider,
+        camera={**CAMERA, "device": device},
+        own_room=own_room,
     )
     lk = api.LiveKitAPI(
         livekit_server.url.replace("ws://", "http://"),
@@ -192,7 +145,7 @@ async def test_speak_reaches_the_avatar_and_its_events_come_back(
     sim = start_sim()
     text = "Good morning everyone, welcome to the weekly review."
     settings = bridge_settings(
-        sim.url, livekit_server, provider=provider, device=f"e2e-speak-{provider}"
+        sim.url, livekit_server, provider=provider, camera={"device": f"e2e-speak-{provider}"}
     )
     async with running(settings) as bridge, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{bridge.control.port}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 FPS = 30.0
 SAMPLE_RATE = 48000
+# Both tracks in one media stream: receivers lip-sync them (RTCP sender reports), as they
+# would an avatar service's picture and voice.
+STREAM = "avatar"
 
 
 class LiveKitAvatar:
@@ -50,6 +54,7 @@ class LiveKitAvatar:
         self._audio = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=200)
         self._task: asyncio.Task[None] | None = None
         self._leaving = False
+        self._next_capture = 0.0
 
     async def join(self) -> None:
         self._room.on("data_received", self._data_received)
@@ -64,11 +69,12 @@ class LiveKitAvatar:
                 video_codec=rtc.VideoCodec.H264
                 if self.spec.codec == "H264"
                 else rtc.VideoCodec.VP8,
+                stream=STREAM,
             ),
         )
         await publisher.publish_track(
             rtc.LocalAudioTrack.create_audio_track("avatar-audio", self._audio),
-            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
+            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, stream=STREAM),
         )
         self._task = asyncio.create_task(
             drive(
@@ -81,10 +87,26 @@ class LiveKitAvatar:
         )
 
     def _send_video(self, buf: U8, frame_number: int) -> None:
-        frame = rtc.VideoFrame(
-            self.spec.width, self.spec.height, rtc.VideoBufferType.I420, buf.data
+        # The frame's audio waits in the audio source's queue before it goes out; the frame
+        # waits as long, so picture and sound leave together, as from a real avatar.
+        lag = self._audio.queued_duration
+        if lag < 0.002:
+            self._capture(buf.data)
+            return
+        due = max(time.monotonic() + lag, self._next_capture)
+        self._next_capture = due
+        asyncio.get_running_loop().call_at(
+            asyncio.get_running_loop().time() + (due - time.monotonic()),
+            self._capture,
+            buf.copy().data,  # the renderer reuses its buffer
         )
-        self._video.capture_frame(frame)
+
+    def _capture(self, data: memoryview) -> None:
+        if not self._leaving:
+            frame = rtc.VideoFrame(
+                self.spec.width, self.spec.height, rtc.VideoBufferType.I420, data
+            )
+            self._video.capture_frame(frame)
 
     async def _send_audio(self, samples: I16) -> None:
         frame = rtc.AudioFrame(samples.data.cast("B"), SAMPLE_RATE, 1, len(samples))
@@ -112,6 +134,9 @@ class LiveKitAvatar:
 
     def interrupt(self) -> None:
         self.performer.interrupt()
+
+    def play_signal(self, samples: I16, task_id: str) -> None:
+        self.performer.play_signal(samples, task_id)
 
     async def leave(self) -> None:
         if self._leaving:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from bridge.avatar.performer import SpeechEvent
 from bridge.avatar.speech import estimate_duration
+from bridge.media.frames import I16
 
 # (payload, topic) data packets an avatar publishes for one speech event.
 Packets = list[tuple[bytes, str]]
@@ -42,6 +43,10 @@ class AvatarLink(Protocol):
         ...
 
     def interrupt(self) -> None: ...
+
+    def play_signal(self, samples: I16, task_id: str) -> None:
+        """Queue a known raw signal (tests measure it at the microphone)."""
+        ...
 
     async def publish(self, payload: bytes, topic: str) -> None:
         """Send a data packet into the room as the avatar (session events)."""
@@ -84,6 +89,9 @@ class _SilentAvatar:
 
     def interrupt(self) -> None:
         self._busy_until = 0.0
+
+    def play_signal(self, samples: I16, task_id: str) -> None:
+        return None  # no media: nothing to play
 
     async def publish(self, payload: bytes, topic: str) -> None:
         return None

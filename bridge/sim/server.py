@@ -15,6 +15,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from bridge.avatar.speech import tone
 from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
 from bridge.sim.faults import Fault, FaultPlan, middleware
 from bridge.sim.heygen import HeyGenLimits, HeyGenSim
@@ -80,6 +81,7 @@ class Simulator:
                 web.get("/_sim/ledger", self._ledger),
                 web.get("/_sim/sessions", self._sessions),
                 web.post("/_sim/sessions/{session_id}/bounce", self._bounce),
+                web.post("/_sim/sessions/{session_id}/signal", self._signal),
                 web.post("/_sim/faults", self._add_fault),
                 web.delete("/_sim/faults", self._clear_faults),
             ]
@@ -158,6 +160,22 @@ class Simulator:
                 await service.bounce_avatar(session_id, away)
                 return web.json_response({"bounced": session_id, "away": away})
         return web.json_response({"error": "not found", "detail": session_id}, status=404)
+
+    async def _signal(self, request: web.Request) -> web.StreamResponse:
+        """The avatar plays a sine (``freq`` Hz, ``seconds``, ``level`` of full scale)."""
+        session_id = request.match_info["session_id"]
+        try:
+            freq = float(request.query.get("freq", "440"))
+            seconds = float(request.query.get("seconds", "3"))
+            level = float(request.query.get("level", "0.5"))
+        except ValueError:
+            return web.json_response({"error": "bad signal", "detail": "numbers"}, status=400)
+        for service in (self.heygen, self.liveavatar):
+            session = service.sessions.get(session_id)
+            if session is not None and session.link is not None:
+                session.link.play_signal(tone(freq, seconds, level=level), f"signal-{freq:g}")
+                return web.json_response({"playing": freq, "seconds": seconds})
+        return web.json_response({"error": "no avatar", "detail": session_id}, status=404)
 
     async def _add_fault(self, request: web.Request) -> web.StreamResponse:
         try:

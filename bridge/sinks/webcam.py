@@ -21,7 +21,6 @@ import pyvirtualcam
 
 from bridge.config import CameraConfig
 from bridge.errors import DeviceUnavailable
-from bridge.media import priority
 from bridge.media.frames import U8, VideoFrame
 from bridge.media.slot import LatestSlot
 from bridge.pipeline.slate import render_slate
@@ -53,7 +52,6 @@ class CameraStats:
     dropped: int = 0
     max_gap_ms: float = 0.0
     max_late_ms: float = 0.0
-    priority: str = ""
     delay_ms: float = 0.0
     last_error: str | None = None
     fix: str | None = None
@@ -75,7 +73,6 @@ class CameraStats:
             "dropped": self.dropped,
             "max_gap_ms": round(self.max_gap_ms, 1),
             "max_late_ms": round(self.max_late_ms, 1),
-            "priority": self.priority,
             "delay_ms": self.delay_ms,
             "latency_ms_p50": pick(0.5) if pick else None,
             "latency_ms_p95": pick(0.95) if pick else None,
@@ -181,7 +178,6 @@ class WebcamSink:
     def _run(self) -> None:
         interval = 1.0 / self.cfg.fps
         stats = self.stats
-        stats.priority = priority.raise_current_thread()
         last_send = time.perf_counter() - interval
         last_fresh = last_fresh_write = float("-inf")
         fresh_last = False
