@@ -10,12 +10,15 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from bridge.sim.livekit_server import free_port
+from tests.fixtures.pulse import RATE, PrivatePulse, Recorder, window_rms
 
 
 def get(url: str) -> bytes:
@@ -40,21 +43,24 @@ def caption_ink(jpeg: bytes) -> int:
     return int((strip > 200).sum())
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp_path = tmp_path_factory.mktemp("demo")
+@contextmanager
+def demo_daemon(
+    tmp_path: Path, *, microphone: str = "  enabled: false\n", env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``heygen-bridge run --demo`` as its own process; yields the control API's base URL."""
     port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(
-        f"control:\n  port: {port}\nmicrophone:\n  enabled: false\n"
+        f"control:\n  port: {port}\nmicrophone:\n{microphone}"
         "camera:\n  width: 640\n  height: 360\n  card_label: no-such-camera-here\n"
     )
-    env_file = tmp_path / "log"
-    with env_file.open("w") as log:
+    log_path = tmp_path / "log"
+    with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bridge", "--config", str(config), "run", "--demo"],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=env,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -68,11 +74,52 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         time.sleep(0.2)
     else:
         proc.kill()
-        raise AssertionError(env_file.read_text())
-    yield base
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0, env_file.read_text()
-    assert "stopped" in env_file.read_text()
+        raise AssertionError(log_path.read_text())
+    try:
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log_path.read_text()
+        assert "stopped" in log_path.read_text()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with demo_daemon(tmp_path_factory.mktemp("demo")) as base:
+        yield base
+
+
+def speak_and_wait(base: str, text: str) -> None:
+    code, _ = post(f"{base}/v1/speak", json.dumps({"text": text}).encode())
+    assert code == 202
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if json.loads(get(f"{base}/v1/status"))["speech"]["recent"][-1]["state"] == "done":
+            return
+        time.sleep(0.2)
+    raise AssertionError("the demo avatar did not finish speaking")
+
+
+def test_demo_speaks_through_the_virtual_mic(tmp_path: Path, pulse_server: PrivatePulse) -> None:
+    mic = "  sink_name: demo_sink\n  source_name: demo_mic\n"
+    with demo_daemon(tmp_path, microphone=mic, env=pulse_server.env()) as base:
+        deadline = time.monotonic() + 15
+        while (mic_status := json.loads(get(f"{base}/v1/status"))["microphone"])["state"] not in (
+            "silent",
+            "speaking",
+        ):
+            assert time.monotonic() < deadline, mic_status
+            time.sleep(0.2)
+        recorder = Recorder("demo_mic", env=pulse_server.env()).start()
+        try:
+            speak_and_wait(base, "Hello, you can hear me through the virtual microphone.")
+        finally:
+            recorder.stop()
+        assert any("demo_mic" in args for _, _, args in pulse_server.modules())
+    voice = recorder.samples()
+    loud = window_rms(voice, RATE // 100) > 500  # 10 ms windows with speech in them
+    assert loud.sum() > 100, f"{loud.sum() * 10} ms of voice"  # over a second of speech
+    assert not any("demo_mic" in args for _, _, args in pulse_server.modules())  # removed
 
 
 def test_demo_serves_its_avatar_and_speaks_with_captions(demo: str) -> None:
