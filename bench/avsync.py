@@ -228,7 +228,7 @@ async def main_async(args: argparse.Namespace) -> int:
     print("heygen-bridge A/V sync benchmark (bench/avsync.py)")
     print(
         f"  date {time.strftime('%Y-%m-%dT%H:%M:%S%z')}, {args.seconds:g} s per round, "
-        f"load avg {LOADAVG.read_text().split()[:3]}"
+        f"load avg {args.loadavg}"
     )
     try:
         results = [
@@ -264,7 +264,9 @@ async def main_async(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="measured seconds per round")
-    return asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    args.loadavg = " ".join(LOADAVG.read_text().split()[:3])
+    return asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
