@@ -21,15 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyvirtualcam
@@ -42,6 +39,7 @@ from tests import avsync
 from tests.e2e import bridge_settings
 from tests.fixtures.camera import RECORDINGS, RecordingBackend
 from tests.fixtures.pulse import PrivatePulse, Recorder, pulse_available, zero_runs
+from tests.fixtures.simproc import SimProcess, spawn, stop
 
 LOADAVG = Path("/proc/loadavg")
 TONE_LEVEL = 0.1  # under the clicks' threshold, above silence
@@ -65,48 +63,10 @@ class Result:
         return float(np.percentile(values, q)) if values else float("nan")
 
 
-def start_simulator(livekit: LiveKitServer, log: Path) -> tuple[subprocess.Popen[str], str]:
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bridge",
-                "simulate",
-                "--port",
-                "0",
-                "--sync-marks",
-                "--livekit-url",
-                livekit.url,
-                "--livekit-key",
-                livekit.api_key,
-                "--livekit-secret",
-                livekit.api_secret,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        found = re.search(r"HeyGen Streaming API fake: (http://\S+)", line)
-        if found:
-            return proc, found.group(1)
-    raise SystemExit(f"the simulator did not start: {log.read_text()[-2000:]}")
-
-
-async def admin(url: str, path: str) -> Any:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http, http.post(url + path) as resp:
-        resp.raise_for_status()
-        return await resp.json()
-
-
 async def one_round(
     name: str,
     *,
-    sim_url: str,
+    sim: SimProcess,
     livekit: LiveKitServer,
     pulse: PrivatePulse,
     seconds: float,
@@ -115,7 +75,7 @@ async def one_round(
     tag = "ours" if buffered else "base"
     device = f"bench-av-{tag}"
     settings = bridge_settings(
-        sim_url,
+        sim.url,
         livekit,
         provider="heygen",
         camera={"device": device, "width": 640, "height": 360},
@@ -142,10 +102,7 @@ async def one_round(
             await asyncio.sleep(0.1)
         assert bridge.manager.session is not None
         session = bridge.manager.session.session_id
-        await admin(
-            sim_url,
-            f"/_sim/sessions/{session}/signal?freq=440&seconds={seconds + 8}&level={TONE_LEVEL}",
-        )
+        await sim.signal(session, 440, seconds + 8, TONE_LEVEL)
         await asyncio.sleep(4.0)  # warm-up: bandwidth estimate, buffers, the aligner
         recorder = Recorder(f"bench_{tag}_mic", env=pulse.env(), latency_msec=5).start()
         start = time.perf_counter()
@@ -224,7 +181,7 @@ async def main_async(args: argparse.Namespace) -> int:
     pulse = PrivatePulse(Path(tempfile.mkdtemp(prefix="hb-pa-")))
     pulse.start()
     os.environ.update(pulse.client_env())
-    sim, sim_url = start_simulator(livekit, root / "sim.log")
+    sim = spawn(livekit, root / "sim.log", "--sync-marks")
     print("heygen-bridge A/V sync benchmark (bench/avsync.py)")
     print(
         f"  date {time.strftime('%Y-%m-%dT%H:%M:%S%z')}, {args.seconds:g} s per round, "
@@ -234,7 +191,7 @@ async def main_async(args: argparse.Namespace) -> int:
         results = [
             await one_round(
                 "ours",
-                sim_url=sim_url,
+                sim=sim,
                 livekit=livekit,
                 pulse=pulse,
                 seconds=args.seconds,
@@ -242,7 +199,7 @@ async def main_async(args: argparse.Namespace) -> int:
             ),
             await one_round(
                 "baseline",
-                sim_url=sim_url,
+                sim=sim,
                 livekit=livekit,
                 pulse=pulse,
                 seconds=args.seconds,
@@ -250,10 +207,7 @@ async def main_async(args: argparse.Namespace) -> int:
             ),
         ]
     finally:
-        sim.terminate()
-        sim.wait(timeout=15)
-        if sim.stdout is not None:
-            sim.stdout.close()
+        stop(sim)
         pulse.stop()
         livekit.stop()
     report(results)

@@ -10,10 +10,14 @@ HTTP status; a 2xx whose envelope carries a failure code and no data is a failur
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, TypeVar
 
-from bridge.errors import ApiFault
+from pydantic import TypeAdapter, ValidationError
+
+from bridge.errors import ApiFault, UnexpectedResponse
 from bridge.restclient import Reply
+
+T = TypeVar("T")
 
 
 def fault_of(reply: Reply) -> ApiFault:
@@ -74,3 +78,21 @@ def retry_after(reply: Reply) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def parse(kind: type[T], data: Any, *, provider: str, endpoint: str) -> T:
+    """A successful answer's data as ``kind``, or :class:`UnexpectedResponse` naming the field."""
+    if data is None:
+        raise unexpected(provider, endpoint, "no data in the answer")
+    try:
+        return TypeAdapter(kind).validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "answer"
+        raise unexpected(provider, endpoint, f"{where}: {first['msg']}") from None
+
+
+def unexpected(provider: str, endpoint: str, what: str) -> UnexpectedResponse:
+    return UnexpectedResponse(
+        f"{provider} {endpoint}: unexpected answer ({what})", provider=provider, endpoint=endpoint
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 
 import pytest
 
@@ -19,6 +19,20 @@ pytest_plugins = [
     "tests.fixtures.camera",
     "tests.fixtures.simproc",
 ]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report ends with the log of every real server it used."""
+    report = yield
+    if report.failed and isinstance(item, pytest.Function):
+        for name, value in item.funcargs.items():
+            tail = getattr(value, "log_tail", None)
+            if callable(tail):
+                report.sections.append((f"{name}: log (tail)", str(tail())))
+    return report
 
 
 @pytest.fixture(autouse=True)

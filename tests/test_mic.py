@@ -426,6 +426,33 @@ def test_jitter_buffer_trims_drift() -> None:
     assert jb.trims == 1 and 55 <= jb.buffered_ms() <= 65
 
 
+def test_jitter_buffer_target_grows_after_a_stall_and_shrinks_back() -> None:
+    jb = JitterBuffer(rate=RATE, target_ms=60, max_ms=260, block=BLOCK)
+    t = 0.0
+    for _ in range(6):
+        jb.push(block_of(1), t)
+    jb.pop(t)  # playing
+
+    def steady(seconds: float) -> None:
+        nonlocal t
+        for _ in range(round(seconds * 100)):
+            t += 0.01
+            jb.push(block_of(1), t)
+            jb.pop(t)
+
+    steady(1.0)
+    assert jb.target == RATE * 60 // 1000
+    t += 0.150  # the machine stalled: nothing arrived for 150 ms, then a burst
+    for _ in range(15):
+        jb.push(block_of(1), t)
+    assert 150 <= jb.target * 1000 / RATE <= 170  # now held back that long
+    steady(5.0)
+    assert jb.overruns == 0 and jb.underruns == 0
+    assert jb.buffered_ms() >= 140  # the cushion for the next stall was kept
+    steady(15.0)
+    assert jb.target == RATE * 60 // 1000  # calm again: back to the configured target
+
+
 # --- other systems (a fake sounddevice) -----------------------------------------------------------
 
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
-
+from bridge import envelope
 from bridge.config import ApiConfig, Secret
 from bridge.errors import UnexpectedResponse
 from bridge.heygen import faults
@@ -186,19 +185,8 @@ def _field(data: Any, name: str, endpoint: str) -> Any:
 
 
 def _parse(kind: type[T], data: Any, endpoint: str) -> T:
-    if data is None:
-        raise _unexpected(endpoint, "no data in the answer")
-    try:
-        return TypeAdapter(kind).validate_python(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "answer"
-        raise _unexpected(endpoint, f"{where}: {first['msg']}") from None
+    return envelope.parse(kind, data, provider=faults.PROVIDER, endpoint=endpoint)
 
 
 def _unexpected(endpoint: str, what: str) -> UnexpectedResponse:
-    return UnexpectedResponse(
-        f"{faults.PROVIDER} {endpoint}: unexpected answer ({what})",
-        provider=faults.PROVIDER,
-        endpoint=endpoint,
-    )
+    return envelope.unexpected(faults.PROVIDER, endpoint, what)

@@ -11,9 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
-from pydantic import TypeAdapter, ValidationError
-
-from bridge import log
+from bridge import envelope, log
 from bridge.config import ApiConfig, Secret
 from bridge.errors import Unauthorized, UnexpectedResponse
 from bridge.liveavatar import faults
@@ -206,19 +204,8 @@ class LiveAvatarClient:
 
 
 def _parse(kind: type[T], data: Any, endpoint: str) -> T:
-    if data is None:
-        raise _unexpected(endpoint, "no data in the answer")
-    try:
-        return TypeAdapter(kind).validate_python(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "answer"
-        raise _unexpected(endpoint, f"{where}: {first['msg']}") from None
+    return envelope.parse(kind, data, provider=faults.PROVIDER, endpoint=endpoint)
 
 
 def _unexpected(endpoint: str, what: str) -> UnexpectedResponse:
-    return UnexpectedResponse(
-        f"{faults.PROVIDER} {endpoint}: unexpected answer ({what})",
-        provider=faults.PROVIDER,
-        endpoint=endpoint,
-    )
+    return envelope.unexpected(faults.PROVIDER, endpoint, what)

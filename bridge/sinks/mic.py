@@ -6,7 +6,8 @@ writes them to ONE playback stream into the null sink made by :mod:`bridge.sinks
 stream stays open for the daemon's life and carries silence between utterances, because a
 recorder on an idle null sink waits 1–2 s for its first data (media-api-and-numbers.md §4).
 
-Jitter buffer (``microphone.jitter_buffer_ms``, default 60): after silence, audio starts
+Jitter buffer (``microphone.jitter_buffer_ms``, default 60, grown to the longest wait between
+arrivals of the last 15 s, up to 300 ms, while stalls happen): after silence, audio starts
 playing once the buffer holds that much (or when no more audio came for that long, so a short
 last word is not held back).  When the buffer runs dry mid-speech the gap is filled with
 silence and, if audio comes back within 0.5 s (it was a gap, not the end of speech), counted
@@ -36,11 +37,12 @@ pacat --latency-msec=10, 4 KiB pipe, clocked    42.3         52.4       none
 writer and nothing queues up unseen; ``pa_simple_get_latency`` reports the real latency for
 A/V alignment.  A pipe buffers up to 64 KiB (680 ms) before ``pacat`` even reads it, and says
 nothing about latency.  No extra process, and libpulse is on every PulseAudio or PipeWire
-desktop (``libpulse0``).  The stream targets 50 ms (first 30): on a busy machine the sound
-server itself stalls now and then, and a stream that runs dry during a stall loses that time
-for good — the voice then lags the picture more and more.  50 ms rides out such stalls (and a
-GIL or GC pause of the writer; a writer back later than that is counted: ``late_writes``); the
-extra 20 ms are matched by the camera's alignment delay.
+desktop (``libpulse0``).  The stream targets 100 ms (first 30): on a busy machine this thread
+(GIL, CPU) or the sound server stalls now and then, and a stream that runs dry meanwhile
+plays silence and loses that time for good — a click in the voice, and the voice then lags
+the picture more.  Measured here (bench/avsync.py, 30 s): 12 gaps a minute at 50 ms, none at
+100 ms.  A writer away longer is counted (``late_writes``); the extra latency is matched by
+the camera's alignment delay, so lips and voice still meet.
 Cost, measured: 10 ms writes take 2.7–4 % of one core (writer thread + libpulse's own
 thread; ``pacat`` doing the same work: 1.5 %).  20 ms writes into a 40 ms stream would halve
 that for 9 ms more latency and a 6 ms less exact ``latency_ms()``; latency won here.
@@ -86,7 +88,7 @@ RATE = 48000
 BLOCK = RATE // 100  # the writer's 10 ms block
 # libpulse tlength: enough to ride out a short stall of the sound server or of this
 # thread without the server losing time (each such loss would add to the voice's latency).
-STREAM_TARGET_MS = 50
+STREAM_TARGET_MS = 100
 OVERRUN_MARGIN_MS = 200  # buffer bound: jitter target + this
 UNDERRUN_WINDOW_S = 0.5  # audio back within this after running dry: it was a gap
 # Latency that crept in (a sound server that stalled and lost time, a burst after a stall)
@@ -95,6 +97,11 @@ UNDERRUN_WINDOW_S = 0.5  # audio back within this after running dry: it was a ga
 # second of extra latency from the trim.
 TRIM_WINDOW_S = 1.0
 TRIM_MARGIN_MS = 30
+# The target grows to the longest wait between arrivals seen lately (a loaded machine or
+# network stalls for 100-200 ms now and then): held back that long, the next such stall does
+# not run the voice dry.  It shrinks back when the stalls stop.
+ADAPT_WINDOW_S = 15.0
+ADAPT_MAX_MS = 300
 LATENCY_EVERY_S = 0.1
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 3.0
@@ -109,8 +116,9 @@ class JitterBuffer:
 
     def __init__(self, *, rate: int, target_ms: int, max_ms: int, block: int) -> None:
         self.rate = rate
-        self.target = rate * target_ms // 1000
-        self.bound = max(rate * max_ms // 1000, self.target + block)
+        self.base_target = self.target = rate * target_ms // 1000
+        self._headroom = max(rate * max_ms // 1000 - self.target, block)
+        self.bound = self.target + self._headroom
         self.block = block
         self.playing = False
         self.underruns = 0
@@ -127,6 +135,7 @@ class JitterBuffer:
         self._dry_since: float | None = None
         self._window_end = 0.0
         self._fills: list[int] = []
+        self._waits: deque[tuple[float, float]] = deque()  # (when, seconds since the last)
         self._silence = np.zeros(block, dtype=np.int16)
         self._lock = threading.Lock()
 
@@ -147,6 +156,7 @@ class JitterBuffer:
         if len(samples) == 0:
             return
         with self._lock:
+            self._adapt(now)
             self._chunks.append(samples)
             self._size += len(samples)
             self._last_push = now
@@ -195,6 +205,17 @@ class JitterBuffer:
             return dropped
 
     # --- under the lock -----------------------------------------------------------------------
+
+    def _adapt(self, now: float) -> None:
+        """Follow the target to the longest recent wait between arrivals (within bounds)."""
+        if self.playing and self._last_push > float("-inf"):
+            self._waits.append((now, now - self._last_push))
+        while self._waits and self._waits[0][0] < now - ADAPT_WINDOW_S:
+            self._waits.popleft()
+        worst = max((wait for _, wait in self._waits), default=0.0)
+        ceiling = self.rate * ADAPT_MAX_MS // 1000
+        self.target = max(self.base_target, min(ceiling, int(worst * self.rate) + self.block))
+        self.bound = self.target + self._headroom
 
     def _track_drift(self, now: float) -> None:
         self._fills.append(self._size)
@@ -407,6 +428,7 @@ class MicStats:
     trims: int = 0
     trimmed_ms: float = 0.0
     buffer_ms: float = 0.0
+    target_ms: float = 0.0  # the jitter buffer's current target (grows after stalls)
     output_latency_ms: float | None = None
     latency_ms: float | None = None  # put() to the server's output (buffer + stream)
     reconnects: int = 0
@@ -436,6 +458,7 @@ class MicStats:
             "trims": self.trims,
             "trimmed_ms": round(self.trimmed_ms, 1),
             "buffer_ms": round(self.buffer_ms, 1),
+            "target_ms": round(self.target_ms, 1),
             "output_latency_ms": (
                 round(self.output_latency_ms, 1) if self.output_latency_ms is not None else None
             ),
@@ -633,6 +656,7 @@ class MicSink:
             stats.seconds_audio += seconds
         stats.state = "speaking" if buf.playing or audio else "silent"
         stats.buffer_ms = buf.buffered_ms()
+        stats.target_ms = buf.target * 1000 / RATE
         out = stats.output_latency_ms
         stats.latency_ms = buf.latency_ms() + out if out is not None else None
         stats.underruns = buf.underruns
