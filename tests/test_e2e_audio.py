@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from bridge.app import Bridge
 from bridge.sim.livekit_server import LiveKitServer
 from tests import avsync
-from tests.e2e import PROVIDERS, bridge_settings, running
-from tests.fixtures.camera import RECORDINGS
+from tests.e2e import PROVIDERS, BridgeProcess, bridge_config, bridge_process
 from tests.fixtures.pulse import PrivatePulse, Recorder, check_tone
 from tests.fixtures.simproc import StartSim
-from tests.helpers import eventually
 
 FREQ, SECONDS, LEVEL = 440.0, 3.0, 0.5
 EXPECTED_RMS = LEVEL * 32767 / np.sqrt(2)
@@ -37,12 +36,9 @@ def our_modules(pulse: PrivatePulse, tag: str) -> list[str]:
     return [f"{name} {args}" for _, name, args in pulse.modules() if f"e2e_{tag}_" in args]
 
 
-async def mic_ready(bridge: Bridge) -> None:
-    await eventually(
-        lambda: (
-            bridge.mic is not None
-            and bridge.mic.stats.snapshot()["state"] in ("silent", "speaking")
-        ),
+async def mic_ready(bridge: BridgeProcess) -> dict[str, Any]:
+    return await bridge.wait(
+        lambda s: s["microphone"]["state"] in ("silent", "speaking"),
         within=15,
         what="the mic writing",
     )
@@ -50,13 +46,17 @@ async def mic_ready(bridge: Bridge) -> None:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_the_avatar_voice_reaches_the_virtual_mic(
-    start_sim: StartSim, livekit_server: LiveKitServer, pulse_server: PrivatePulse, provider: str
+    start_sim: StartSim,
+    livekit_server: LiveKitServer,
+    pulse_server: PrivatePulse,
+    tmp_path: Path,
+    provider: str,
 ) -> None:
     tag = provider
     # A crash left devices with our names behind: they must be replaced, not duplicated.
     pulse_server.pactl("load-module", "module-null-sink", f"sink_name=e2e_{tag}_sink")
     sim = start_sim()
-    settings = bridge_settings(
+    raw, env = bridge_config(
         sim.url,
         livekit_server,
         provider=provider,
@@ -64,18 +64,17 @@ async def test_the_avatar_voice_reaches_the_virtual_mic(
         microphone=mic_config(tag),
         quality="low",  # 360p: the avatar's video costs the machine little
     )
-    async with running(settings) as bridge:
-        await mic_ready(bridge)
+    async with bridge_process(raw, env, tmp_path) as bridge:
+        status = await mic_ready(bridge)
         modules = our_modules(pulse_server, tag)
         assert len(modules) == 2, modules  # one sink, one mic: the leftover is gone
         recorder = Recorder(f"e2e_{tag}_mic", env=pulse_server.env()).start()
         try:
-            assert bridge.manager.session is not None
-            await sim.signal(bridge.manager.session.session_id, FREQ, SECONDS, LEVEL)
+            await sim.signal(status["session"]["session_id"], FREQ, SECONDS, LEVEL)
             await asyncio.sleep(SECONDS + 1.0)
         finally:
             await asyncio.to_thread(recorder.stop)
-        mic = bridge.mic.stats.snapshot() if bridge.mic else {}
+        mic = (await bridge.status())["microphone"]
     assert our_modules(pulse_server, tag) == []  # removed on shutdown
 
     tone = check_tone(recorder.samples(), EXPECTED_RMS)
@@ -89,14 +88,18 @@ async def test_the_avatar_voice_reaches_the_virtual_mic(
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_camera_and_mic_show_the_same_moment(
-    start_sim: StartSim, livekit_server: LiveKitServer, pulse_server: PrivatePulse, provider: str
+    start_sim: StartSim,
+    livekit_server: LiveKitServer,
+    pulse_server: PrivatePulse,
+    tmp_path: Path,
+    provider: str,
 ) -> None:
     """The simulator sends picture and click of the same instant together (see tests/avsync.py);
     at the sinks — camera write, virtual-mic output — they must still be within ±40 ms."""
     tag = f"sync_{provider}"
     sim = start_sim("--sync-marks")
     device = f"e2e-sync-{provider}"
-    settings = bridge_settings(
+    raw, env = bridge_config(
         sim.url,
         livekit_server,
         provider=provider,
@@ -104,17 +107,18 @@ async def test_camera_and_mic_show_the_same_moment(
         microphone=mic_config(tag),
         quality="low",  # 360p: the avatar's video costs the machine little
     )
-    async with running(settings) as bridge:
+    async with bridge_process(raw, env, tmp_path) as bridge:
         await mic_ready(bridge)
         await asyncio.sleep(3.0)  # the aligner has measured the audio path
         recorder = Recorder(f"e2e_{tag}_mic", env=pulse_server.env(), latency_msec=5).start()
         start = time.perf_counter()
         await asyncio.sleep(12.0)
         await asyncio.to_thread(recorder.stop)
-        delay_ms = bridge.webcam.stats.delay_ms if bridge.webcam else 0.0
-        mic = bridge.mic.stats.snapshot() if bridge.mic else {}
+        status = await bridge.status()
+        delay_ms, mic = status["camera"]["delay_ms"], status["microphone"]
 
-    sync = avsync.measure(RECORDINGS[device].since(start), recorder, avsync.wall_offset())
+    frames = bridge.recording(device).since(start)
+    sync = avsync.measure(frames, recorder, avsync.wall_offset())
     assert len(sync.offsets_ms) >= 5 and len(sync.video_ms) >= 100, (sync, mic)
     assert abs(sync.offset_ms) <= 40, (
         f"camera - mic = {sync.offset_ms:.1f} ms (video delay {delay_ms} ms; "

@@ -29,10 +29,12 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 48000
 VIDEO_CAPACITY = 2  # frames; the writer only ever wants the newest
-# 20 ms audio frames: half the events of the default 10 ms (each one costs an FFI round trip
-# and a protobuf decode on the event loop), still far finer than the mic's jitter buffer.
-AUDIO_FRAME_MS = 20
-AUDIO_CAPACITY = 25  # 0.5 s before the oldest is dropped
+# 40 ms audio frames: a quarter of the events of the default 10 ms.  Each event takes the GIL
+# (an FFI callback, a protobuf decode, a frame object): at 100 a second they delayed the
+# camera's writer thread by tens of ms now and then; at 25 the e2e camera tests never saw a
+# gap (18 runs).  Still finer than the mic's 60 ms jitter buffer.
+AUDIO_FRAME_MS = 40
+AUDIO_CAPACITY = 13  # 0.5 s before the oldest is dropped
 REJOIN_FIRST_S, REJOIN_MAX_S = 0.2, 5.0
 
 
