@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from livekit import rtc
+from livekit.rtc.participant import PublishDataError
 
 from bridge.avatar.base import LiveKitMedia
 from bridge.media.frames import AudioChunk, VideoFrame
@@ -117,11 +118,14 @@ class LiveKitSource:
         return self.stats.snapshot()
 
     async def publish(self, payload: bytes, topic: str) -> None:
-        """Send a data packet into the room (reliable)."""
+        """Send a data packet into the room (reliable); ConnectionError when it cannot."""
         room = self._room
         if room is None or not room.isconnected():
             raise ConnectionError("not in the avatar's room")
-        await room.local_participant.publish_data(payload, reliable=True, topic=topic)
+        try:
+            await room.local_participant.publish_data(payload, reliable=True, topic=topic)
+        except PublishDataError as exc:  # one contract for callers: ConnectionError
+            raise ConnectionError(f"could not send into the avatar's room: {exc}") from exc
 
     # --- room events -------------------------------------------------------------------
 
