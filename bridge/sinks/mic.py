@@ -565,11 +565,18 @@ class MicSink:
                     # been moved to another sink (the speakers).  Let go of it at once.
                     out.close()
                     out = None
-                    self._lost(devices.reason or "the virtual mic was made again", devices.fix)
+                    self._lost(
+                        devices.reason or "the virtual mic was made again",
+                        devices.fix,
+                        reported=devices.reason is not None,
+                    )
                 if out is None:
                     if devices is not None and not devices.ready:
                         if devices.generation or devices.fix:  # not merely "starting"
-                            self._unavailable(devices.reason or "no devices", devices.fix)
+                            # The device manager has logged why already.
+                            self._unavailable(
+                                devices.reason or "no devices", devices.fix, reported=True
+                            )
                         self._sleep(RETRY_MAX_S)
                         continue
                     try:
@@ -618,18 +625,20 @@ class MicSink:
         self._available = True
         log.info("virtual mic writing to %s", out.name)
 
-    def _lost(self, reason: str, fix: str | None) -> None:
+    def _lost(self, reason: str, fix: str | None, *, reported: bool = False) -> None:
         self._available = False
         self.stats.lost_ms += self.buffer.clear() * 1000 / RATE
         self.stats.output_latency_ms = self.stats.latency_ms = None
-        self._unavailable(reason, fix)
+        self._unavailable(reason, fix, reported=reported)
 
-    def _unavailable(self, reason: str, fix: str | None) -> None:
+    def _unavailable(self, reason: str, fix: str | None, *, reported: bool = False) -> None:
+        """``reported``: the reason came from the device manager, which logged it."""
         stats = self.stats
         self._available = False
         if stats.state != "unavailable" or stats.last_error != reason:
+            level = logging.DEBUG if reported else logging.WARNING
             log.log(
-                logging.INFO if reason == REMOVED else logging.WARNING,
+                logging.INFO if reason == REMOVED else level,
                 "virtual mic unavailable: %s%s",
                 reason,
                 f" (fix: {fix})" if fix else "",
