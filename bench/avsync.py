@@ -162,7 +162,7 @@ def report(results: list[Result]) -> None:
     row("clicks matched", str(len(ours.offsets_ms)), str(len(base.offsets_ms)))
     print()
     p95 = ours.p([abs(o) for o in ours.offsets_ms], 95)
-    verdict = "MEETS" if abs(ours.p(ours.offsets_ms, 50)) <= 20 and p95 <= 40 else "MISSES"
+    verdict = "MEETS" if p95 <= 20 else "MISSES"  # 95 % of the clicks within ±20 ms
     print(
         f"  target: A/V offset within ±20 ms (DESIGN.md): p50 {ours.p(ours.offsets_ms, 50):.1f}"
         f" ms, p95 |offset| {p95:.1f} ms -> {verdict}"

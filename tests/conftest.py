@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator
+import logging
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import pytest
 
@@ -33,6 +34,17 @@ def pytest_runtest_makereport(
             if callable(tail):
                 report.sections.append((f"{name}: log (tail)", str(tail())))
     return report
+
+
+@pytest.fixture(autouse=True)
+def root_logger_restored() -> Iterator[None]:
+    """A CLI test runs ``main()``, whose ``log.setup`` hands the root logger pytest's captured
+    stderr; that stream is closed when the test ends, and later log lines would hit it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -453,6 +453,35 @@ def test_jitter_buffer_target_grows_after_a_stall_and_shrinks_back() -> None:
     assert jb.target == RATE * 60 // 1000  # calm again: back to the configured target
 
 
+def test_jitter_buffer_latency_is_what_the_voice_waits_also_for_gathered_chunks() -> None:
+    """A source gathers 10 ms network frames into 40 ms chunks (as the LiveKit source does) and
+    dates each chunk to its first frame.  Every frame's real wait, from its arrival to the
+    writer taking it, must be what ``latency_ms`` says at any moment: measured while the
+    avatar speaks, predicted between utterances.  The camera is delayed by it."""
+    jb = JitterBuffer(rate=RATE, target_ms=60, max_ms=260, block=BLOCK)
+    waits: dict[int, list[float]] = {1: [], 2: []}
+    said: list[float] = []
+    predicted = 0.0
+    for step in range(700):  # one writer block per 10 ms; network frame k arrives at k/100
+        now = step / 100
+        utterance = 1 if step < 300 else 2 if step >= 400 else 0
+        if step == 399:
+            predicted = jb.latency_ms(now) / 1000
+        if utterance and step % 4 == 3:  # frames step-3 .. step, dated to frame step-3
+            frames = np.repeat(np.arange(step - 3, step + 1, dtype=np.int16), BLOCK)
+            jb.push(frames, now, arrived=(step - 3) / 100)
+        block, audio = jb.pop(now)
+        if audio and block.any():
+            waits[1 if block[0] < 300 else 2].append(now - int(block[0]) / 100)
+            if 20 < step < 300 or step > 420:
+                said.append(jb.latency_ms(now + 0.005) / 1000)
+    assert jb.underruns == 0
+    wait = waits[1][0]
+    assert all(w == pytest.approx(wait, abs=1e-9) for w in waits[1] + waits[2])
+    assert predicted == pytest.approx(wait, abs=1e-6)
+    assert all(s == pytest.approx(wait, abs=1e-6) for s in said)
+
+
 # --- other systems (a fake sounddevice) -----------------------------------------------------------
 
 

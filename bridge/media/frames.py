@@ -51,6 +51,8 @@ class AudioChunk:
 
     samples: I16
     sample_rate: int
+    # perf_counter() seconds when the chunk's FIRST sample reached the bridge (a source that
+    # gathers audio into larger chunks dates them back): lip sync is measured from it.
     arrived: float
 
     @property

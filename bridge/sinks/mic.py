@@ -16,8 +16,11 @@ as an underrun; playback then waits for the buffer to refill.  Beyond ``jitter +
 as an overrun.  If the buffer's median fill over 1 s stays 30 ms above the target (time the
 sound server lost in a stall, clock drift), the excess is trimmed (``trims``), so the voice's
 latency stays where the camera's alignment expects it.  :meth:`MicSink.latency_ms` is the
-buffer plus the stream's measured latency: the time from ``put()`` to the sound server's
-output, which the camera side uses to line video up with the voice.
+time from the audio's arrival at the bridge to the sound server's output, which the camera
+side uses to line video up with the voice: the wait in the buffer, measured as each chunk's
+first sample leaves it (from ``AudioChunk.arrived``, so a source that gathers audio into
+larger chunks is accounted for), plus the stream's measured latency.  Between utterances it
+is predicted from the target: the wait the next utterance's first sample will have.
 
 Why libpulse-simple through ctypes, not a ``pacat`` pipe (measured here: private PulseAudio
 16.1, 2-core x86_64; time from writing a marked 10 ms block to ``parec --latency-msec=10``
@@ -103,6 +106,7 @@ TRIM_MARGIN_MS = 30
 ADAPT_WINDOW_S = 15.0
 ADAPT_MAX_MS = 300
 LATENCY_EVERY_S = 0.1
+WAIT_FRESH_S = 0.5  # a measured buffer wait older than this no longer describes the buffer
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 3.0
 DEVICES_UP_FIX = "heygen-bridge devices up"
@@ -129,7 +133,12 @@ class JitterBuffer:
         self.audio_blocks = 0
         self.silence_blocks = 0
         self._chunks: deque[I16] = deque()
+        self._arrivals: deque[float] = deque()  # when each chunk's first sample arrived
         self._head = 0  # samples of _chunks[0] already taken
+        self._chunk_len = block  # the last chunk's length and how long it had been gathered
+        self._lead = 0.0
+        self._wait: float | None = None  # the last measured wait of a chunk's first sample
+        self._wait_at = float("-inf")
         self._size = 0
         self._last_push = float("-inf")
         self._dry_since: float | None = None
@@ -146,18 +155,29 @@ class JitterBuffer:
     def buffered_ms(self) -> float:
         return self._size * 1000 / self.rate
 
-    def latency_ms(self) -> float:
-        """How long audio pushed now waits before the writer takes it."""
-        with self._lock:
-            waiting = self.target if not self.playing else self._size
-            return max(waiting, self._size) * 1000 / self.rate
+    def latency_ms(self, now: float) -> float:
+        """How long audio arriving now waits before the writer takes it.
 
-    def push(self, samples: I16, now: float) -> None:
+        While playing: the wait last measured as a chunk's first sample was taken.  Otherwise
+        the wait the next utterance's first sample will have: its chunk and those after it
+        are held until the buffer reaches the target.
+        """
+        with self._lock:
+            if self.playing and self._wait is not None and now - self._wait_at <= WAIT_FRESH_S:
+                return max(self._wait, 0.0) * 1000
+            chunks = -(-self.target // self._chunk_len)  # pushes it takes to reach the target
+            held = (chunks - 1) * self._chunk_len / self.rate + self._lead
+            return max(held, self._size / self.rate) * 1000
+
+    def push(self, samples: I16, now: float, arrived: float | None = None) -> None:
+        """``arrived``: when the chunk's first sample reached the bridge (default ``now``)."""
         if len(samples) == 0:
             return
         with self._lock:
             self._adapt(now)
             self._chunks.append(samples)
+            self._arrivals.append(now if arrived is None else arrived)
+            self._chunk_len, self._lead = len(samples), now - self._arrivals[-1]
             self._size += len(samples)
             self._last_push = now
             if self._dry_since is not None:
@@ -183,10 +203,10 @@ class JitterBuffer:
                     self.silence_blocks += 1
                     return self._silence, False
             if self._size >= self.block:
-                out = self._take(self.block)
+                out = self._take(self.block, now)
             else:  # ran dry: what is left, then silence until the buffer refills
                 out = np.concatenate(
-                    [self._take(self._size), np.zeros(self.block - self._size, np.int16)]
+                    [self._take(self._size, now), np.zeros(self.block - self._size, np.int16)]
                 )
                 self.playing = False
                 self._dry_since = now
@@ -229,17 +249,24 @@ class JitterBuffer:
             self.trimmed += excess
         self._window_end, self._fills = now + TRIM_WINDOW_S, []
 
-    def _take(self, n: int) -> I16:
+    def _take(self, n: int, now: float) -> I16:
+        """The next ``n`` samples, to be played from ``now`` on (10 ms apart per block)."""
         parts: list[I16] = []
+        taken = 0
         while n > 0:
             head = self._chunks[0]
+            if self._head == 0:  # a chunk's first sample: measure how long it waited
+                self._wait = now + taken / self.rate - self._arrivals[0]
+                self._wait_at = now
             piece = head[self._head : self._head + n]
+            taken += len(piece)
             parts.append(piece)
             n -= len(piece)
             self._size -= len(piece)
             self._head += len(piece)
             if self._head >= len(head):
                 self._chunks.popleft()
+                self._arrivals.popleft()
                 self._head = 0
         if len(parts) == 1:
             return parts[0]
@@ -250,6 +277,7 @@ class JitterBuffer:
             left = len(self._chunks[0]) - self._head
             if left <= n:
                 self._chunks.popleft()
+                self._arrivals.popleft()
                 self._head = 0
                 self._size -= left
                 n -= left
@@ -516,7 +544,7 @@ class MicSink:
             stats.dropped_chunks += 1
             stats.dropped_ms += chunk.duration * 1000
             return
-        self.buffer.push(samples, time.perf_counter())
+        self.buffer.push(samples, time.perf_counter(), chunk.arrived)
 
     def on_devices(self, state: DeviceState) -> None:
         """The devices changed (any thread): reopen, or let go of, the stream."""
@@ -530,7 +558,7 @@ class MicSink:
         out = self.stats.output_latency_ms
         if not self._available or out is None:
             return None
-        return self.buffer.latency_ms() + out
+        return self.buffer.latency_ms(time.perf_counter()) + out
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mic-writer", daemon=True)
@@ -667,7 +695,7 @@ class MicSink:
         stats.buffer_ms = buf.buffered_ms()
         stats.target_ms = buf.target * 1000 / RATE
         out = stats.output_latency_ms
-        stats.latency_ms = buf.latency_ms() + out if out is not None else None
+        stats.latency_ms = buf.latency_ms(time.perf_counter()) + out if out is not None else None
         stats.underruns = buf.underruns
         stats.overruns = buf.overruns
         stats.overrun_dropped_ms = buf.overrun_dropped * 1000 / RATE

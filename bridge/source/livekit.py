@@ -35,6 +35,9 @@ VIDEO_CAPACITY = 2  # frames; the writer only ever wants the newest
 # camera's writer thread by tens of ms now and then; at 25 the e2e camera tests never saw a
 # gap (18 runs).  Still finer than the mic's 60 ms jitter buffer.
 AUDIO_FRAME_MS = 40
+# libwebrtc hands audio over in 10 ms frames: the first of the four in a 40 ms chunk reached
+# the bridge 30 ms before the chunk did.  Lip sync counts from that first sample.
+WEBRTC_FRAME_MS = 10
 AUDIO_CAPACITY = 13  # 0.5 s before the oldest is dropped
 REJOIN_FIRST_S, REJOIN_MAX_S = 0.2, 5.0
 
@@ -237,11 +240,13 @@ class LiveKitSource:
         try:
             async for event in stream:
                 self.stats.audio_frames += 1
+                frame = event.frame
+                gathered = max(0.0, frame.duration - WEBRTC_FRAME_MS / 1000)
                 self._on_audio(
                     AudioChunk(
-                        np.frombuffer(event.frame.data, np.int16),
+                        np.frombuffer(frame.data, np.int16),
                         SAMPLE_RATE,
-                        arrived=time.perf_counter(),
+                        arrived=time.perf_counter() - gathered,
                     )
                 )
         finally:
