@@ -152,7 +152,7 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
     from bridge.doctor import run_checks
 
     try:
-        settings = config.load(args.config)
+        settings = _settings(args)
     except ConfigError as exc:
         say("FAIL config")
         for problem in exc.problems:
@@ -171,21 +171,33 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
 # --- parser --------------------------------------------------------------------------------
 
 
+def common_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        default=default,
+        help="YAML config file (default: $XDG_CONFIG_HOME/heygen-bridge/config.yaml)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=default,
+        help="override log.level",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heygen-bridge",
         description="An interactive AI avatar as a local virtual webcam and microphone.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="PATH",
-        help="YAML config file (default: $XDG_CONFIG_HOME/heygen-bridge/config.yaml)",
-    )
-    parser.add_argument(
-        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override log.level"
-    )
+    common_options(parser, default=None)
+    # The same options after the command too (`heygen-bridge config check --config x.yaml`);
+    # there they only count when given, so one given before the command is kept.
+    common = argparse.ArgumentParser(add_help=False)
+    common_options(common, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def provider_option(p: argparse.ArgumentParser) -> None:
@@ -195,24 +207,26 @@ def build_parser() -> argparse.ArgumentParser:
             help="override the config's provider",
         )
 
-    p = sub.add_parser("run", help="run the bridge: avatar → virtual camera (and mic)")
+    p = sub.add_parser(
+        "run", parents=[common], help="run the bridge: avatar → virtual camera (and mic)"
+    )
     provider_option(p)
     p.add_argument(
         "--demo", action="store_true", help="use the built-in demo avatar (no key, no network)"
     )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("avatars", help="list the avatars you can stream")
+    p = sub.add_parser("avatars", parents=[common], help="list the avatars you can stream")
     provider_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_avatars)
 
     sessions = sub.add_parser("sessions", help="list or stop the provider's active sessions")
     ssub = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
-    p = ssub.add_parser("list", help="list active sessions")
+    p = ssub.add_parser("list", parents=[common], help="list active sessions")
     provider_option(p)
     p.set_defaults(func=cmd_sessions_list)
-    p = ssub.add_parser("stop", help="stop one session, or all of them")
+    p = ssub.add_parser("stop", parents=[common], help="stop one session, or all of them")
     provider_option(p)
     p.add_argument("session_id", nargs="?", help="the session to stop")
     p.add_argument("--all", action="store_true", help="stop every active session")
@@ -220,13 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     cfg = sub.add_parser("config", help="check or show the configuration")
     csub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    csub.add_parser("check", help="validate the config file").set_defaults(func=cmd_config_check)
-    csub.add_parser("show", help="print the effective config (secrets hidden)").set_defaults(
-        func=cmd_config_show
+    p = csub.add_parser("check", parents=[common], help="validate the config file")
+    p.set_defaults(func=cmd_config_check)
+    p = csub.add_parser(
+        "show", parents=[common], help="print the effective config (secrets hidden)"
     )
+    p.set_defaults(func=cmd_config_show)
 
     p = sub.add_parser(
         "simulate",
+        parents=[common],
         help="run local fakes of the HeyGen and LiveAvatar APIs (rehearse without credits)",
     )
     from bridge.sim.cli import add_arguments
@@ -234,13 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("devices", help="make, remove or show the virtual microphone")
+    p = sub.add_parser(
+        "devices", parents=[common], help="make, remove or show the virtual microphone"
+    )
     from bridge.sinks.devices_cli import add_arguments as add_devices_arguments
 
     add_devices_arguments(p)
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("doctor", help="check config, API key, camera and sound; say how to fix")
+    p = sub.add_parser(
+        "doctor", parents=[common], help="check config, API key, camera and sound; say how to fix"
+    )
+    provider_option(p)
     p.set_defaults(func=cmd_doctor)
     return parser
 

@@ -112,10 +112,13 @@ def test_missing_key_is_a_config_error(tmp_path: Path) -> None:
     assert "HEYGEN_API_KEY is not set" in result.stderr
 
 
-def test_config_check_names_bad_value_and_unknown_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["before the command", "after the command"])
+def test_config_check_names_bad_value_and_unknown_key(tmp_path: Path, where: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("avatar:\n  quality: ultra\ncamera:\n  widht: 640\n")
-    result = run_cli("--config", str(path), "config", "check")
+    option = ["--config", str(path)]
+    command = ["config", "check"]
+    result = run_cli(*(option + command if where == "before the command" else command + option))
     assert result.returncode == 2
     assert "avatar.quality: 'ultra' is not one of very_high, high, medium, low" in result.stderr
     assert "camera.widht: unknown key; did you mean 'width'?" in result.stderr
@@ -157,6 +160,16 @@ def test_avatars_and_doctor_with_a_liveavatar_key(simulator_url: str, tmp_path: 
     assert "Wayne" in avatars.stdout and "on LiveAvatar" in avatars.stdout
     doctor = run_cli("doctor", env=env)
     assert "ok   provider: LiveAvatar accepted the API key" in doctor.stdout, doctor.stdout
+
+
+@pytest.mark.parametrize(("provider", "name"), [("heygen", "HeyGen"), ("liveavatar", "LiveAvatar")])
+def test_doctor_checks_the_provider_asked_for(
+    simulator_url: str, tmp_path: Path, provider: str, name: str
+) -> None:
+    env = user_env(tmp_path, simulator_url, DEFAULT_LIVEAVATAR_KEY, service="LIVEAVATAR")
+    env["HEYGEN_API_KEY"] = DEFAULT_HEYGEN_KEY  # both keys: auto would pick LiveAvatar
+    doctor = run_cli("doctor", "--provider", provider, env=env)
+    assert f"ok   provider: {name} accepted the API key" in doctor.stdout, doctor.stdout
 
 
 @pytest.mark.parametrize(
