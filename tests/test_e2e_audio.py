@@ -53,8 +53,6 @@ async def test_the_avatar_voice_reaches_the_virtual_mic(
     provider: str,
 ) -> None:
     tag = provider
-    # A crash left devices with our names behind: they must be replaced, not duplicated.
-    pulse_server.pactl("load-module", "module-null-sink", f"sink_name=e2e_{tag}_sink")
     sim = start_sim()
     raw, env = bridge_config(
         sim.url,
@@ -64,10 +62,18 @@ async def test_the_avatar_voice_reaches_the_virtual_mic(
         microphone=mic_config(tag),
         quality="low",  # 360p: the avatar's video costs the machine little
     )
+    first_run = tmp_path / "crashed"
+    first_run.mkdir()
+    async with bridge_process(raw, env, first_run) as crashed:
+        await mic_ready(crashed)
+        await crashed.crash()
+    leftovers = {index for index, _, args in pulse_server.modules() if f"e2e_{tag}_" in args}
+    assert len(leftovers) == 2  # the crash left its sink and mic behind
     async with bridge_process(raw, env, tmp_path) as bridge:
         status = await mic_ready(bridge)
-        modules = our_modules(pulse_server, tag)
-        assert len(modules) == 2, modules  # one sink, one mic: the leftover is gone
+        modules = [m for m in pulse_server.modules() if f"e2e_{tag}_" in m[2]]
+        assert len(modules) == 2, modules  # one sink, one mic: made anew, no duplicates
+        assert not {index for index, _, _ in modules} & leftovers, modules
         recorder = Recorder(f"e2e_{tag}_mic", env=pulse_server.env()).start()
         try:
             await sim.signal(status["session"]["session_id"], FREQ, SECONDS, LEVEL)
