@@ -25,6 +25,7 @@ from bridge.avatar.base import AvatarSession, LiveKitMedia, Provider
 from bridge.avatar.heygen import HeyGenProvider
 from bridge.avatar.liveavatar import LiveAvatarProvider
 from bridge.avatar.manager import MediaSource, SessionManager
+from bridge.avatar.orphans import OpenedSessions, default_path
 from bridge.avatar.own_room import OwnRoom
 from bridge.config import Secret, Settings
 from bridge.control.http import ControlServer
@@ -170,6 +171,7 @@ class Bridge:
             bus=self.bus,
             on_event=self.queue.on_event,
             on_session_end=self.queue.drop_unfinished,
+            opened=OpenedSessions(default_path()),
         )
         self.control = ControlServer(
             cfg.control,

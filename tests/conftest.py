@@ -36,6 +36,15 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The bridge's record of open sessions goes to the test run's own state directory
+    (bridge processes the tests start inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def root_logger_restored() -> Iterator[None]:
     """A CLI test runs ``main()``, whose ``log.setup`` hands the root logger pytest's captured

@@ -45,7 +45,7 @@ async def mic_ready(bridge: BridgeProcess) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-async def test_the_avatar_voice_reaches_the_virtual_mic(
+async def test_after_a_crash_the_restart_cleans_up_and_the_voice_reaches_the_mic(
     start_sim: StartSim,
     livekit_server: LiveKitServer,
     pulse_server: PrivatePulse,
@@ -65,12 +65,16 @@ async def test_the_avatar_voice_reaches_the_virtual_mic(
     first_run = tmp_path / "crashed"
     first_run.mkdir()
     async with bridge_process(raw, env, first_run) as crashed:
-        await mic_ready(crashed)
+        crashed_session = (await mic_ready(crashed))["session"]["session_id"]
         await crashed.crash()
     leftovers = {index for index, _, args in pulse_server.modules() if f"e2e_{tag}_" in args}
     assert len(leftovers) == 2  # the crash left its sink and mic behind
+    assert (await sim.ledger_open_sessions()) == [crashed_session]  # and its session running
     async with bridge_process(raw, env, tmp_path) as bridge:
         status = await mic_ready(bridge)
+        # The restart stopped the session the crash left (before it opened its own).
+        assert (await sim.ledger_open_sessions()) == [status["session"]["session_id"]]
+        assert status["session"]["orphans_stopped"] == 1
         modules = [m for m in pulse_server.modules() if f"e2e_{tag}_" in m[2]]
         assert len(modules) == 2, modules  # one sink, one mic: made anew, no duplicates
         assert not {index for index, _, _ in modules} & leftovers, modules
@@ -82,6 +86,7 @@ async def test_the_avatar_voice_reaches_the_virtual_mic(
             await asyncio.to_thread(recorder.stop)
         mic = (await bridge.status())["microphone"]
     assert our_modules(pulse_server, tag) == []  # removed on shutdown
+    assert (await sim.ledger_open_sessions()) == []
 
     tone = check_tone(recorder.samples(), EXPECTED_RMS)
     assert tone.seconds > SECONDS - 0.3, tone

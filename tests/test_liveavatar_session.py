@@ -126,12 +126,26 @@ async def test_open_session_gives_the_livekit_room(
     assert [r.status for r in lasim.ledger.requests_to("/v1/sessions/stop")] == [200, 404]
 
 
+class Noted:
+    """A session recorder that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def created(self, session_id: str) -> None:
+        self.events.append(f"created {session_id}")
+
+    async def stopped(self, session_id: str) -> None:
+        self.events.append(f"stopped {session_id}")
+
+
 async def test_open_session_never_leaks_when_start_is_refused(
     lasim: Simulator, provider: LiveAvatarProvider
 ) -> None:
     lasim.faults.add(Fault("status", path="/v1/sessions/start", status=400, code=400))
+    noted = Noted()
     with pytest.raises(InvalidRequest):
-        await provider.open_session()
+        await provider.open_session(noted)
     assert lasim.ledger.open_sessions() == []
     assert [(e.kind, e.reason) for e in lasim.ledger.session_events] == [
         ("created", ""),
@@ -139,6 +153,21 @@ async def test_open_session_never_leaks_when_start_is_refused(
     ]
     stop = lasim.ledger.requests_to("/v1/sessions/stop")
     assert [(r.status, r.auth) for r in stop] == [(200, "api_key")]
+    session_id = lasim.ledger.sessions("created")[0]
+    assert noted.events == [f"created {session_id}", f"stopped {session_id}"]
+
+
+async def test_a_session_that_cannot_be_stopped_stays_on_record(
+    lasim: Simulator, provider: LiveAvatarProvider
+) -> None:
+    lasim.faults.add(Fault("status", path="/v1/sessions/start", status=400, code=400))
+    lasim.faults.add(Fault("status", path="/v1/sessions/stop", status=503, times=None))
+    noted = Noted()
+    with pytest.raises(InvalidRequest):
+        await provider.open_session(noted)
+    [session_id] = lasim.ledger.open_sessions()
+    assert noted.events == [f"created {session_id}"]  # the next start stops it
+    lasim.faults.clear()
 
 
 async def test_open_session_never_leaks_when_start_keeps_failing(

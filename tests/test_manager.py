@@ -8,20 +8,29 @@ speech request ends as spoken or reported dropped.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
+import subprocess
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.avatar.base import (
+    NO_RECORD,
     AvatarInfo,
     LiveKitMedia,
     PublishData,
     SessionInfo,
+    SessionRecorder,
     SpeakMode,
 )
 from bridge.avatar.events import AvatarEvent
 from bridge.avatar.manager import SessionManager, SessionState
+from bridge.avatar.orphans import OpenedSessions
 from bridge.control.queue import SpeechQueue
 from bridge.errors import ApiError, ApiFault, SessionGone
 from bridge.eventbus import EventBus
@@ -64,13 +73,15 @@ class ScriptedSession:
 
 class ScriptedProvider:
     name = "script"
+    account: str | None = "script"
 
     def __init__(self, *, failures: int = 0, keep_alive_every: float | None = None) -> None:
         self.failures = failures
         self.keep_alive_every = keep_alive_every
         self.sessions: list[ScriptedSession] = []
+        self.calls: list[str] = []  # "open s1", "stop <id>", in order
 
-    async def open_session(self) -> ScriptedSession:
+    async def open_session(self, recorder: SessionRecorder = NO_RECORD) -> ScriptedSession:
         if self.failures:
             self.failures -= 1
             raise ApiError(
@@ -78,6 +89,8 @@ class ScriptedProvider:
             )
         session = ScriptedSession(len(self.sessions) + 1, self.keep_alive_every)
         self.sessions.append(session)
+        self.calls.append(f"open {session.session_id}")
+        await recorder.created(session.session_id)
         return session
 
     async def list_avatars(self) -> list[AvatarInfo]:
@@ -87,7 +100,7 @@ class ScriptedProvider:
         return []
 
     async def stop_session(self, session_id: str) -> None:
-        pass
+        self.calls.append(f"stop {session_id}")
 
     async def aclose(self) -> None:
         pass
@@ -111,7 +124,7 @@ class PresentSource:
 
 
 class Harness:
-    def __init__(self, provider: ScriptedProvider) -> None:
+    def __init__(self, provider: ScriptedProvider, opened: OpenedSessions | None = None) -> None:
         self.bus = EventBus()
         self.provider = provider
         self.queue = SpeechQueue(bus=self.bus)
@@ -121,6 +134,7 @@ class Harness:
             bus=self.bus,
             on_event=self.queue.on_event,
             on_session_end=self.queue.drop_unfinished,
+            opened=opened,
         )
 
     def states(self) -> list[str]:
@@ -225,3 +239,83 @@ async def test_requests_wait_for_the_avatar_and_are_not_lost() -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# --- sessions left by a crash -----------------------------------------------------------------
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def on_record(path: Path) -> list[str]:
+    return [row["session_id"] for row in json.loads(path.read_text())]
+
+
+async def test_sessions_left_by_a_crashed_run_are_stopped_before_the_first_opens(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sessions.json"
+    crashed, now = dead_pid(), time.time()
+
+    def row(session_id: str, pid: int, account: str = "script", age: float = 60) -> dict[str, Any]:
+        return {
+            "account": account,
+            "session_id": session_id,
+            "pid": pid,
+            "run": "an earlier run",
+            "opened": now - age,
+        }
+
+    path.write_text(
+        json.dumps(
+            [
+                row("left-by-a-crash", crashed),
+                row("left-under-our-pid", os.getpid()),  # a container's daemon: same pid
+                row("another-daemons", os.getppid()),  # its daemon still runs
+                row("other-account", crashed, account="LiveAvatar http://elsewhere"),
+                row("days-old", crashed, age=3 * 86400),  # long expired at the provider
+            ]
+        )
+    )
+    harness = Harness(ScriptedProvider(), OpenedSessions(path))
+    task = asyncio.create_task(harness.manager.run(), name="manager")
+    try:
+        await eventually(lambda: harness.manager.state == SessionState.LIVE)
+        assert harness.provider.calls == [
+            "stop left-by-a-crash",
+            "stop left-under-our-pid",
+            "open s1",
+        ]
+        assert harness.manager.snapshot()["orphans_stopped"] == 2
+        assert on_record(path) == ["another-daemons", "other-account", "s1"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert on_record(path) == ["another-daemons", "other-account"]  # s1 stopped: off the record
+
+
+def test_a_broken_record_costs_the_protection_not_the_daemon(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    garbled = tmp_path / "sessions.json"
+    garbled.write_text("{not json")
+    opened = OpenedSessions(garbled)
+    with caplog.at_level(logging.WARNING):
+        assert opened.orphans("script") == []
+    assert on_record(garbled) == []  # replaced by a sound, empty record
+    assert "not a valid record of sessions" in caplog.text
+    opened.created("script", "s1")
+    assert on_record(garbled) == ["s1"]
+    caplog.clear()
+    blocked = tmp_path / "a-file" / "sessions.json"
+    blocked.parent.write_text("")  # the state directory cannot be made
+    unusable = OpenedSessions(blocked)
+    with caplog.at_level(logging.WARNING):
+        unusable.created("script", "s2")
+        unusable.stopped("s2")
+        assert unusable.orphans("script") == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "will not be stopped at the next start" in warnings[0]

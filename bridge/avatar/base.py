@@ -7,12 +7,14 @@ read its data-channel events.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from bridge.avatar.events import AvatarEvent
+from bridge.errors import RemoteError
 
 if TYPE_CHECKING:
     from bridge.avatar.performer import Performer
@@ -96,8 +98,39 @@ class AvatarSession(Protocol):
         ...
 
 
+class SessionRecorder(Protocol):
+    """Told the moment a remote session exists, and when it is stopped (see orphans.py)."""
+
+    async def created(self, session_id: str) -> None: ...
+
+    async def stopped(self, session_id: str) -> None: ...
+
+
+class _NoRecord:
+    async def created(self, session_id: str) -> None:
+        return None
+
+    async def stopped(self, session_id: str) -> None:
+        return None
+
+
+NO_RECORD: SessionRecorder = _NoRecord()
+
+
+async def discard(
+    stop_session: Callable[[str], Awaitable[None]], session_id: str, recorder: SessionRecorder
+) -> None:
+    """Stop a session that failed to start; if that fails too, the record keeps it (and the
+    next start stops it)."""
+    with contextlib.suppress(RemoteError):
+        await stop_session(session_id)
+        await recorder.stopped(session_id)
+
+
 class Provider(Protocol):
     name: str
+    # Where its sessions live ("<name> <API base URL>"); None when nothing runs remotely.
+    account: str | None
 
     async def list_avatars(self) -> list[AvatarInfo]: ...
 
@@ -105,6 +138,9 @@ class Provider(Protocol):
 
     async def stop_session(self, session_id: str) -> None: ...
 
-    async def open_session(self) -> AvatarSession: ...
+    async def open_session(self, recorder: SessionRecorder = NO_RECORD) -> AvatarSession:
+        """Create and start a session; ``recorder`` hears of it as soon as it exists, and
+        of its stop if starting fails."""
+        ...
 
     async def aclose(self) -> None: ...

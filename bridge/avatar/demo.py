@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import uuid
 
-from bridge.avatar.base import AvatarInfo, LocalMedia, PublishData, SessionInfo, SpeakMode
+from bridge.avatar.base import (
+    NO_RECORD,
+    AvatarInfo,
+    LocalMedia,
+    PublishData,
+    SessionInfo,
+    SessionRecorder,
+    SpeakMode,
+)
 from bridge.avatar.canned import chat_reply
 from bridge.avatar.events import AvatarEvent
 from bridge.avatar.performer import Performer
@@ -22,6 +30,7 @@ DEMO_AVATAR = AvatarInfo(
 
 class DemoProvider:
     name = "demo"
+    account: str | None = None  # in-process: no session of it outlives the daemon
 
     def __init__(
         self, *, avatar: AvatarConfig, camera: CameraConfig, test_marks: bool = False
@@ -49,7 +58,8 @@ class DemoProvider:
             )
         await self._open.stop()
 
-    async def open_session(self) -> DemoSession:
+    async def open_session(self, recorder: SessionRecorder = NO_RECORD) -> DemoSession:
+        """In-process: nothing runs remotely, so nothing is recorded."""
         performer = Performer(
             width=self._camera.width,
             height=self._camera.height,

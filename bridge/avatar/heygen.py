@@ -13,16 +13,19 @@ import logging
 from datetime import UTC, datetime
 
 from bridge.avatar.base import (
+    NO_RECORD,
     AvatarInfo,
     LiveKitMedia,
     PublishData,
     SessionInfo,
+    SessionRecorder,
     SpeakMode,
+    discard,
 )
 from bridge.avatar.events import AvatarEvent
 from bridge.avatar.own_room import OwnRoom
 from bridge.config import AvatarConfig
-from bridge.errors import InvalidRequest, RemoteError, SessionGone, UnexpectedResponse
+from bridge.errors import InvalidRequest, SessionGone, UnexpectedResponse
 from bridge.heygen.client import HeyGenClient
 from bridge.heygen.models import LiveKitSettings, NewSessionRequest, TaskType, Voice
 
@@ -42,6 +45,7 @@ class HeyGenProvider:
         self._client = client
         self._avatar = avatar
         self._own_room = own_room
+        self.account: str | None = f"{self.name} {client.base_url}"
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -97,22 +101,21 @@ class HeyGenProvider:
             livekit_settings=settings,
         )
 
-    async def open_session(self) -> HeyGenSession:
+    async def open_session(self, recorder: SessionRecorder = NO_RECORD) -> HeyGenSession:
         data = await self._client.new_session(self.new_session_request())
+        await recorder.created(data.session_id)
         try:
             await self._client.start_session(data.session_id)
         except BaseException:
             # Never leave a created session behind: it counts against the concurrency limit.
-            with contextlib.suppress(RemoteError):
-                await self._client.stop(data.session_id)
+            await asyncio.shield(discard(self.stop_session, data.session_id, recorder))
             raise
         if self._own_room is not None:
             media = LiveKitMedia(url=self._own_room.url, token=self._own_room.bridge_token())
         elif data.url and data.access_token:
             media = LiveKitMedia(url=data.url, token=data.access_token)
         else:
-            with contextlib.suppress(RemoteError):
-                await self._client.stop(data.session_id)
+            await discard(self.stop_session, data.session_id, recorder)
             raise UnexpectedResponse(
                 "HeyGen streaming.new: answered without a LiveKit url and access_token",
                 provider=self.name,

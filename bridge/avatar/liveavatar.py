@@ -8,6 +8,7 @@ the session token.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -17,18 +18,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from bridge.avatar.base import (
+    NO_RECORD,
     AvatarInfo,
     LiveKitMedia,
     PublishData,
     SessionInfo,
+    SessionRecorder,
     SpeakMode,
+    discard,
 )
 from bridge.avatar.events import AvatarEvent
 from bridge.config import AvatarConfig, Secret
 from bridge.errors import (
     BadInput,
     ConfigError,
-    RemoteError,
     SessionGone,
     TransportError,
     Unauthorized,
@@ -69,6 +72,7 @@ class LiveAvatarProvider:
     def __init__(self, *, client: LiveAvatarClient, avatar: AvatarConfig) -> None:
         self._client = client
         self._avatar = avatar
+        self.account: str | None = f"{self.name} {client.base_url}"
         if avatar.knowledge_base or avatar.knowledge_base_id:
             log.warning(
                 "avatar.knowledge_base is not used by LiveAvatar; set avatar.context_id "
@@ -146,18 +150,18 @@ class LiveAvatarProvider:
             max_session_duration=a.max_session_duration,
         )
 
-    async def open_session(self) -> LiveAvatarSession:
+    async def open_session(self, recorder: SessionRecorder = NO_RECORD) -> LiveAvatarSession:
         request = self.token_request()
         if request.avatar_persona.context_id is None:
             log.info("no avatar.context_id: the LiveAvatar avatar repeats text but cannot chat")
         token = await self._client.create_session_token(request)
+        await recorder.created(token.session_id)
         try:
             start = await self._client.start_session(token.session_token)
         except BaseException:
             # Never leave a created session behind.  The API key, not the session token:
             # the token may be what was refused.
-            with contextlib.suppress(RemoteError):
-                await self._client.stop(token.session_id)
+            await asyncio.shield(discard(self.stop_session, token.session_id, recorder))
             raise
         return LiveAvatarSession(
             client=self._client,

@@ -10,7 +10,9 @@ checks it, logs it and emits ``session.state`` once per change::
     any ──► stopping ──► stopped   (shutdown)
 
 Per session it runs, in one task group: the media source, keep-alives, and a watch for the
-session's end.  A session always gets ``stop()``: on shutdown, on renewal and on failure.
+session's end.  A session always gets ``stop()``: on shutdown, on renewal and on failure.  Each
+remote session is also on record (:mod:`bridge.avatar.orphans`) from its creation to its stop,
+and the sessions a crashed earlier run left on record are stopped before the first one opens.
 """
 
 from __future__ import annotations
@@ -22,8 +24,16 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Protocol
 
-from bridge.avatar.base import AvatarSession, LocalMedia, Provider, SpeakMode
+from bridge.avatar.base import (
+    NO_RECORD,
+    AvatarSession,
+    LocalMedia,
+    Provider,
+    SessionRecorder,
+    SpeakMode,
+)
 from bridge.avatar.events import AvatarEvent
+from bridge.avatar.orphans import OpenedSessions
 from bridge.errors import BridgeError, RemoteError, SessionGone
 from bridge.eventbus import EventBus
 
@@ -86,6 +96,7 @@ class SessionManager:
         bus: EventBus,
         on_event: EventListener | None = None,
         on_session_end: Callable[[str], None] | None = None,
+        opened: OpenedSessions | None = None,
     ) -> None:
         self.provider = provider
         self._make_source = make_source
@@ -97,6 +108,9 @@ class SessionManager:
         self.source: MediaSource | None = None
         self.last_error: str | None = None
         self.sessions_opened = 0
+        self.orphans_stopped = 0
+        self._opened = opened
+        self._recorder: SessionRecorder = NO_RECORD
         self.live = asyncio.Event()
         self._ended = asyncio.Event()
         self._end_reason = ""
@@ -126,6 +140,7 @@ class SessionManager:
             "state": str(self.state),
             "session_id": self.session.session_id if self.session else None,
             "sessions_opened": self.sessions_opened,
+            "orphans_stopped": self.orphans_stopped,
             "last_error": self.last_error,
         }
 
@@ -135,10 +150,14 @@ class SessionManager:
         """Keep a session alive until cancelled; then stop it (graceful shutdown)."""
         failures = 0
         try:
+            account = self.provider.account
+            if self._opened is not None and account is not None:
+                self._recorder = self._opened.recorder(account)
+                await self._stop_orphans(self._opened, account)
             while True:
                 self._enter(S.STARTING)
                 try:
-                    session = await self.provider.open_session()
+                    session = await self.provider.open_session(self._recorder)
                 except RemoteError as exc:
                     failures += 1
                     self.last_error = str(exc)
@@ -187,11 +206,33 @@ class SessionManager:
         try:
             async with asyncio.timeout(STOP_TIMEOUT_S):
                 await session.stop()
+                await self._recorder.stopped(session.session_id)
             log.info("stopped session %s", session.session_id)
         except (RemoteError, TimeoutError) as exc:
             log.warning("could not stop session %s: %s", session.session_id, exc)
         if self.session is session:
             self.session = None
+
+    async def _stop_orphans(self, opened: OpenedSessions, account: str) -> None:
+        """Stop the sessions an earlier run created and never stopped (it crashed)."""
+        for session_id in await asyncio.to_thread(opened.orphans, account):
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await self.provider.stop_session(session_id)
+            except SessionGone:
+                pass  # it ended by itself
+            except (RemoteError, TimeoutError) as exc:
+                log.warning(
+                    "could not stop session %s, left running by an earlier run: %s "
+                    "(tried again at the next start)",
+                    session_id,
+                    exc,
+                )
+                continue
+            else:
+                self.orphans_stopped += 1
+                log.info("stopped session %s, left running by an earlier run", session_id)
+            await self._recorder.stopped(session_id)
 
     async def _keep_alive(self, session: AvatarSession) -> None:
         assert session.keep_alive_every is not None

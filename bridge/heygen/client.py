@@ -51,6 +51,10 @@ class HeyGenClient:
             interpret=faults.interpret,
         )
 
+    @property
+    def base_url(self) -> str:
+        return self._rest.base_url
+
     @classmethod
     def from_config(cls, api: ApiConfig, api_key: Secret) -> HeyGenClient:
         return cls(

@@ -52,6 +52,10 @@ class LiveAvatarClient:
             interpret=faults.interpret,
         )
 
+    @property
+    def base_url(self) -> str:
+        return self._rest.base_url
+
     @classmethod
     def from_config(cls, api: ApiConfig, api_key: Secret) -> LiveAvatarClient:
         return cls(
