@@ -834,6 +834,7 @@ async def baseline_phase(
     seconds: float,
     sim_pid: int,
     server_pid: int | None,
+    encoding: str,
 ) -> Window:
     head = {"x-api-key": key}
     new = await http_json(
@@ -844,7 +845,7 @@ async def baseline_phase(
         json={
             "quality": "high",
             "version": "v2",
-            "video_encoding": "VP8",
+            "video_encoding": encoding,
             "disable_idle_timeout": True,
         },
     )
@@ -887,6 +888,7 @@ async def bridge_phase(
     sim_pid: int,
     server_pid: int | None,
     pixel_format: str,
+    encoding: str,
 ) -> Window:
     from bridge.sim.livekit_server import free_port
 
@@ -897,7 +899,7 @@ async def bridge_phase(
             {
                 "provider": "heygen",
                 "heygen": {"base_url": sim_url, "timeout": 10, "retry_deadline": 10},
-                "avatar": {"quality": "high", "video_encoding": "VP8"},
+                "avatar": {"quality": "high", "video_encoding": encoding},
                 "camera": {
                     "backend": "bench-null",
                     "width": 1280,
@@ -974,7 +976,7 @@ async def run_e2e(args: argparse.Namespace) -> list[Window] | str:
                     windows.append(
                         await baseline_phase(
                             http, sim_url, DEFAULT_HEYGEN_KEY, workdir, env,
-                            args.warmup, args.seconds, sim.pid, server_pid,
+                            args.warmup, args.seconds, sim.pid, server_pid, args.encoding,
                         )
                     )  # fmt: skip
                     print(f"   round {n + 1}/{args.rounds}: bridge ...", flush=True)
@@ -982,6 +984,7 @@ async def run_e2e(args: argparse.Namespace) -> list[Window] | str:
                         await bridge_phase(
                             http, sim_url, DEFAULT_HEYGEN_KEY, workdir, env,
                             args.warmup, args.seconds, sim.pid, server_pid, args.pixel_format,
+                            args.encoding,
                         )
                     )  # fmt: skip
         finally:
@@ -1008,7 +1011,8 @@ async def _sim_url(sim: asyncio.subprocess.Process) -> str:
 def print_e2e(result: list[Window] | str, args: argparse.Namespace) -> None:
     print()
     print(
-        f"== 2. End to end: livekit-server --dev + simulator avatar 720p30 VP8; each subject "
+        f"== 2. End to end: livekit-server --dev + simulator avatar 720p30 {args.encoding}; "
+        "each subject "
         f"alone with the avatar, {args.warmup:g} s warm-up, {args.seconds:g} s steady window"
     )
     if isinstance(result, str):
@@ -1017,7 +1021,10 @@ def print_e2e(result: list[Window] | str, args: argparse.Namespace) -> None:
     print("   CPU = utime+stime of the subject's whole process over the window, % of one core")
     print("   latency: bridge = frame arrival -> camera write (webcam sink stats);")
     print("            baseline = frame arrival -> RGB copy ready")
-    print("   send->out: avatar capture call -> camera write / RGB ready, incl. VP8 encode, SFU,")
+    print(
+        f"   send->out: avatar capture call -> camera write / RGB ready, incl. {args.encoding} "
+        "encode, SFU,"
+    )
     print(
         f"              jitter buffer and decode (every {STAMP_EVERY}th frame's stamp; info only)"
     )
@@ -1090,6 +1097,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="baseline+bridge rounds (default 2)")
     p.add_argument("--frames", type=int, default=600, help="micro frames per row (>= 300)")
     p.add_argument("--pixel-format", choices=["YUYV", "I420"], default="YUYV")
+    p.add_argument(
+        "--encoding", choices=["VP8", "H264"], default="VP8", help="the avatar's video codec"
+    )
     p.add_argument("--skip-micro", action="store_true")
     p.add_argument("--skip-e2e", action="store_true")
     args = p.parse_args(argv)

@@ -46,7 +46,9 @@ class AvatarConfig(_Section):
         None
     )
     language: str = "en"
-    video_encoding: Literal["H264", "VP8"] = "VP8"
+    # H264: what HeyGen's own SDK sends and LiveAvatar's default; its decoder costs about half
+    # of VP8's here (docs/benchmarks.md).
+    video_encoding: Literal["H264", "VP8"] = "H264"
     knowledge_base: str | None = None
     knowledge_base_id: str | None = None
     context_id: str | None = None
