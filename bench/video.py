@@ -1098,7 +1098,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=600, help="micro frames per row (>= 300)")
     p.add_argument("--pixel-format", choices=["YUYV", "I420"], default="YUYV")
     p.add_argument(
-        "--encoding", choices=["VP8", "H264"], default="VP8", help="the avatar's video codec"
+        "--encoding", choices=["H264", "VP8"], default="H264", help="the avatar's video codec"
     )
     p.add_argument("--skip-micro", action="store_true")
     p.add_argument("--skip-e2e", action="store_true")
