@@ -277,6 +277,7 @@ async def test_sessions_left_by_a_crashed_run_are_stopped_before_the_first_opens
                 row("another-daemons", os.getppid()),  # its daemon still runs
                 row("other-account", crashed, account="LiveAvatar http://elsewhere"),
                 row("days-old", crashed, age=3 * 86400),  # long expired at the provider
+                {**row("garbled", crashed), "opened": "yesterday", "pid": "1"},  # dropped
             ]
         )
     )

@@ -50,6 +50,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _opened_within(row: dict[str, Any], since: float) -> bool:
+    opened = row.get("opened")
+    return isinstance(opened, int | float) and opened >= since
+
+
 class OpenedSessions:
     """The record file; ``account`` names a service and its API base URL."""
 
@@ -74,7 +79,7 @@ class OpenedSessions:
 
         def sweep(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             now = time.time()
-            kept = [r for r in rows if now - float(r.get("opened", 0)) < MAX_AGE_S]
+            kept = [r for r in rows if _opened_within(r, now - MAX_AGE_S)]
             found.extend(
                 str(r["session_id"])
                 for r in kept
