@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.pulse",
     "tests.fixtures.camera",
     "tests.fixtures.simproc",
+    "tests.fixtures.steal",
 ]
 
 

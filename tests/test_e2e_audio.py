@@ -15,10 +15,12 @@ import pytest
 from bridge.sim.livekit_server import LiveKitServer
 from tests import avsync
 from tests.e2e import PROVIDERS, BridgeProcess, bridge_config, bridge_process
-from tests.fixtures.pulse import PrivatePulse, Recorder, check_tone
+from tests.fixtures.pulse import RATE, PrivatePulse, Recorder, check_tone, tone_holes
 from tests.fixtures.simproc import StartSim
+from tests.fixtures.steal import StealWatch
 
 FREQ, SECONDS, LEVEL = 440.0, 3.0, 0.5
+MARGIN_S = 0.15  # the recorder reads a hole at most this long after the mic played it
 EXPECTED_RMS = LEVEL * 32767 / np.sqrt(2)
 
 
@@ -49,6 +51,7 @@ async def test_after_a_crash_the_restart_cleans_up_and_the_voice_reaches_the_mic
     start_sim: StartSim,
     livekit_server: LiveKitServer,
     pulse_server: PrivatePulse,
+    steal_watch: StealWatch,
     tmp_path: Path,
     provider: str,
 ) -> None:
@@ -88,12 +91,20 @@ async def test_after_a_crash_the_restart_cleans_up_and_the_voice_reaches_the_mic
     assert our_modules(pulse_server, tag) == []  # removed on shutdown
     assert (await sim.ledger_open_sessions()) == []
 
-    tone = check_tone(recorder.samples(), EXPECTED_RMS)
+    samples = recorder.samples()
+    tone = check_tone(samples, EXPECTED_RMS)
     assert tone.seconds > SECONDS - 0.3, tone
     assert tone.frequency == pytest.approx(FREQ, abs=2), tone
     assert abs(tone.level_db) < 1.5, tone  # Opus keeps a pure tone's level within a dB or so
-    assert tone.longest_zero_run_ms <= 20, tone
-    assert tone.longest_dip_ms <= 20, tone
+    # No hole (zeros, or a dip in level) over 20 ms, save the time the host took from this VM
+    # meanwhile (tests/fixtures/steal.py; 0 on a calm machine, where this is the plain bound).
+    holes = []
+    for start, length in tone_holes(samples, EXPECTED_RMS):
+        seconds = length / RATE
+        heard = recorder.time_of_sample(start + length)
+        stolen = 0.0 if heard is None else steal_watch.during(heard - seconds - MARGIN_S, heard)
+        holes.append((round(seconds * 1000), round(stolen * 1000)))
+    assert all(ms - stolen <= 20 for ms, stolen in holes), (holes, tone)
     assert mic["underruns"] == 0 or mic["underruns"] <= 2, mic  # a start-up hiccup at most
 
 

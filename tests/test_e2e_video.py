@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from bridge.sim.livekit_server import LiveKitServer
 from tests.e2e import bridge_config, bridge_process
 from tests.fixtures.camera import YUYV, Written
 from tests.fixtures.simproc import StartSim
+from tests.fixtures.steal import StealWatch
 
 FPS = 30.0
 INTERVAL = 1.0 / FPS
@@ -56,9 +58,25 @@ def avatar_runs(frames: list[Written]) -> list[list[marker.Stamp]]:
     return runs
 
 
+def test_steal_is_the_most_one_cpu_lost_over_a_span() -> None:
+    watch = StealWatch()
+    watch.times = [0.0, 0.01, 0.02, 0.03]
+    watch.samples = [(0, 0), (0, 2), (3, 2), (3, 2)]  # ticks per CPU since boot
+    tick = 1.0 / os.sysconf("SC_CLK_TCK")
+    assert watch.during(0.0, 0.01) == pytest.approx(2 * tick)
+    assert watch.during(0.005, 0.02) == pytest.approx(3 * tick)  # from the sample before
+    assert watch.during(0.02, 0.03) == 0.0
+    assert StealWatch().during(0.0, 1.0) == 0.0  # nothing sampled: nothing excused
+
+
 @pytest.mark.parametrize(("provider", "room"), CASES)
 async def test_camera_stays_smooth_through_disconnect_and_avatar_absence(
-    start_sim: StartSim, livekit_server: LiveKitServer, tmp_path: Path, provider: str, room: str
+    start_sim: StartSim,
+    livekit_server: LiveKitServer,
+    steal_watch: StealWatch,
+    tmp_path: Path,
+    provider: str,
+    room: str,
 ) -> None:
     sim = start_sim()
     device = f"e2e-{provider}-{room}"
@@ -121,12 +139,17 @@ async def test_camera_stays_smooth_through_disconnect_and_avatar_absence(
     frames = [f for f in recording.since(start) if f.at <= end]
     duration = frames[-1].at - frames[0].at
 
-    # Steady rate, never a hole an app would notice.
+    # Steady rate, never a hole an app would notice, save the time the host took from this
+    # VM meanwhile (tests/fixtures/steal.py; 0 on a calm machine).
     assert len(frames) / duration == pytest.approx(FPS, rel=0.1)
-    gaps = [b.at - a.at for a, b in itertools.pairwise(frames)]
-    worst = sorted(((g, frames[i].at - start) for i, g in enumerate(gaps)), reverse=True)[:3]
-    assert max(gaps) < 2 * INTERVAL, (
-        f"longest gaps (ms, at s) {[(round(g * 1000), round(t, 2)) for g, t in worst]}; "
+    gaps = [
+        (b.at - a.at, steal_watch.during(a.at, b.at), a.at - start)
+        for a, b in itertools.pairwise(frames)
+    ]
+    worst = sorted(gaps, key=lambda gap: gap[0] - gap[1], reverse=True)[:3]
+    assert max(gap - stolen for gap, stolen, _ in gaps) < 2 * INTERVAL, (
+        "longest gaps (ms, of which the host's steal ms, at s) "
+        f"{[(round(g * 1000), round(s * 1000), round(t, 2)) for g, s, t in worst]}; "
         f"camera {camera_stats}"
     )
 
