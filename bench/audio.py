@@ -41,13 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtur
 
 from bridge.config import MicrophoneConfig
 from bridge.media.frames import AudioChunk
-from bridge.sinks.mic import BLOCK, RATE, MicSink
+from bridge.sinks.mic import BLOCK, RATE
 from bridge.sinks.pulse import PulseDevices
 from tests.fixtures.pulse import (
     PrivatePulse,
     Recorder,
     pulse_available,
     rms,
+    running_mic,
     tone_region,
     zero_runs,
 )
@@ -175,38 +176,32 @@ async def run_ours(
     schedule: list[float],
 ) -> Result:
     result = Result("MicSink (ours)")
-    mic = MicSink(cfg)
-    devices = PulseDevices(cfg, on_change=mic.on_devices)
-    mic.start()
-    keeper = asyncio.create_task(devices.keep(), name="mic-devices")
     recorder = Recorder(cfg.source_name, env=pulse.env())
     put_times: dict[int, float] = {}
-    try:
-        while mic.stats.state != "silent":  # noqa: ASYNC110 - waiting on a thread's state
-            await asyncio.sleep(0.01)
-        recorder.start()
-        await asyncio.sleep(0.5)
-        skip = {threading.main_thread().native_id, recorder.reader_thread_id}
-        cpu0 = own_threads_cpu_ms(skip)
-        start = time.perf_counter() + 0.05
-        for k, (chunk, at) in enumerate(zip(chunks, schedule, strict=True)):
-            await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
-            now = time.perf_counter()
-            mic.put(AudioChunk(chunk, RATE, now))
-            if k % MARK_EVERY == 0:
-                put_times[k // MARK_EVERY] = now
-                predicted = mic.latency_ms()
-                if predicted is not None:
-                    result.predicted_ms.append(predicted)
-        await asyncio.sleep(0.5)
-        cpu1 = own_threads_cpu_ms(skip)
-        used = sum(cpu1[t] - cpu0.get(t, 0.0) for t in cpu1)
-        result.cpu_ms_per_s = used / (schedule[-1] + 0.55)
-    finally:
-        await asyncio.to_thread(recorder.stop)
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
-        await asyncio.to_thread(mic.close)
+    async with running_mic(cfg) as (mic, _):
+        try:
+            while mic.stats.state != "silent":  # noqa: ASYNC110 - waiting on a thread's state
+                await asyncio.sleep(0.01)
+            recorder.start()
+            await asyncio.sleep(0.5)
+            skip = {threading.main_thread().native_id, recorder.reader_thread_id}
+            cpu0 = own_threads_cpu_ms(skip)
+            start = time.perf_counter() + 0.05
+            for k, (chunk, at) in enumerate(zip(chunks, schedule, strict=True)):
+                await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+                now = time.perf_counter()
+                mic.put(AudioChunk(chunk, RATE, now))
+                if k % MARK_EVERY == 0:
+                    put_times[k // MARK_EVERY] = now
+                    predicted = mic.latency_ms()
+                    if predicted is not None:
+                        result.predicted_ms.append(predicted)
+            await asyncio.sleep(0.5)
+            cpu1 = own_threads_cpu_ms(skip)
+            used = sum(cpu1[t] - cpu0.get(t, 0.0) for t in cpu1)
+            result.cpu_ms_per_s = used / (schedule[-1] + 0.55)
+        finally:
+            await asyncio.to_thread(recorder.stop)
     stats = mic.stats
     result.underruns, result.overruns, result.trims = stats.underruns, stats.overruns, stats.trims
     result.late_writes, result.max_write_gap_ms = stats.late_writes, stats.max_write_gap_ms

@@ -190,21 +190,9 @@ async def main_async(args: argparse.Namespace) -> int:
     try:
         results = [
             await one_round(
-                "ours",
-                sim=sim,
-                livekit=livekit,
-                pulse=pulse,
-                seconds=args.seconds,
-                buffered=True,
-            ),
-            await one_round(
-                "baseline",
-                sim=sim,
-                livekit=livekit,
-                pulse=pulse,
-                seconds=args.seconds,
-                buffered=False,
-            ),
+                name, sim=sim, livekit=livekit, pulse=pulse, seconds=args.seconds, buffered=buffered
+            )
+            for name, buffered in (("ours", True), ("baseline", False))
         ]
     finally:
         stop(sim)

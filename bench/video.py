@@ -50,14 +50,12 @@ import aiohttp
 import av
 import numpy as np
 import numpy.typing as npt
-from av.video.reformatter import Interpolation, VideoReformatter
 from livekit import rtc
 
 from bridge.avatar.performer import Performer
 from bridge.media import marker
 from bridge.media.frames import U8, VideoFrame
-from bridge.pipeline import libyuv
-from bridge.pipeline.video import PixelFormat, VideoConverter, output_size
+from bridge.pipeline.video import PixelFormat, VideoConverter
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
@@ -261,51 +259,6 @@ class MicroResult:
     rows: list[Row]
 
 
-class SwsThenLibyuv:
-    """Not the bridge's code: an alternative for comparison when the frame is scaled.
-
-    swscale FAST_BILINEAR scales in I420 (one reused reformatter, threads=1), then libyuv
-    packs to YUYV or copies into the camera buffer.  Whole-frame only (no letterbox bars):
-    enough for the 16:9 cases measured here.
-    """
-
-    def __init__(self, width: int, height: int, pixel_format: PixelFormat) -> None:
-        yuv = libyuv.load()
-        assert yuv is not None
-        self._yuv = yuv
-        self.width, self.height, self.pixel_format = width, height, pixel_format
-        self.output: U8 = np.empty(output_size(width, height, pixel_format), np.uint8)
-        self._reformatter = VideoReformatter()
-
-    def convert(self, frame: VideoFrame) -> U8:
-        picture = av.VideoFrame.from_numpy_buffer(
-            frame.data.reshape(-1, frame.width), format="yuv420p", width=frame.width
-        )
-        out = self._reformatter.reformat(
-            picture,
-            width=self.width,
-            height=self.height,
-            format="yuv420p",
-            interpolation=Interpolation.FAST_BILINEAR,
-            threads=1,
-        )
-        y, u, v = out.planes
-        scaled = libyuv.Planes(
-            y=y.buffer_ptr,
-            u=u.buffer_ptr,
-            v=v.buffer_ptr,
-            stride_y=y.line_size,
-            stride_uv=u.line_size,
-            width=self.width,
-            height=self.height,
-        )
-        if self.pixel_format == "YUYV":
-            self._yuv.to_yuyv(scaled, self.output.ctypes.data, self.width * 2)
-        else:
-            self._yuv.copy(scaled, libyuv.i420_planes(self.output, self.width, self.height))
-        return self.output
-
-
 def case_rows(case: Case, pics: list[U8]) -> list[Row]:
     sw, sh = case.src
     dw, dh = case.dst
@@ -357,11 +310,6 @@ def case_rows(case: Case, pics: list[U8]) -> list[Row]:
     rows.append(
         Row(f"reference: memcpy of the I420 frame ({pics[0].nbytes / 1e6:.2f} MB)", pick, memcpy)
     )
-    if scaled and libyuv.load() is not None:
-        alt = SwsThenLibyuv(dw, dh, case.fmt)
-        rows.append(
-            Row("alternative: swscale FAST_BILINEAR scale + libyuv pack", pick, alt.convert)
-        )
     return rows
 
 

@@ -31,7 +31,7 @@ from bridge.sinks.pulse import (
     remap_source_args,
     server_fix,
 )
-from tests.fixtures.pulse import PrivatePulse, Recorder, check_tone, rms, sine
+from tests.fixtures.pulse import PrivatePulse, Recorder, check_tone, rms, running_mic, sine
 from tests.helpers import eventually
 
 SPEAKER = "Avatar Speaker"
@@ -182,11 +182,7 @@ async def test_cli_up_status_down(
 
 async def test_made_again_after_the_server_restarts(pulse_server: PrivatePulse) -> None:
     cfg = mic_config()
-    mic = MicSink(cfg)
-    devices = PulseDevices(cfg, on_change=mic.on_devices)
-    mic.start()
-    keeper = asyncio.create_task(devices.keep(), name="mic-devices")
-    try:
+    async with running_mic(cfg) as (mic, devices):
         await eventually(lambda: mic.stats.state == "silent", what="mic writing")
         pulse_server.kill()
         await eventually(lambda: mic.stats.state == "unavailable", what="mic unavailable")
@@ -199,10 +195,6 @@ async def test_made_again_after_the_server_restarts(pulse_server: PrivatePulse) 
         assert by_name(pulse_server, "sources", "test_avatar_mic") is not None
         await eventually(lambda: mic.stats.state == "silent", within=10, what="mic reconnected")
         assert mic.stats.reconnects == 1
-    finally:
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
-        await asyncio.to_thread(mic.close)
     assert ours(pulse_server, cfg) == []
 
 
@@ -237,18 +229,9 @@ async def test_made_again_when_someone_unloads_them(pulse_server: PrivatePulse, 
 
 @pytest.fixture
 async def live_mic(pulse_server: PrivatePulse) -> AsyncIterator[MicSink]:
-    cfg = mic_config()
-    mic = MicSink(cfg)
-    devices = PulseDevices(cfg, on_change=mic.on_devices)
-    mic.start()
-    keeper = asyncio.create_task(devices.keep(), name="mic-devices")
-    try:
+    async with running_mic(mic_config()) as (mic, _):
         await eventually(lambda: mic.stats.state == "silent", what="mic writing silence")
         yield mic
-    finally:
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
-        await asyncio.to_thread(mic.close)
 
 
 async def test_a_sine_arrives_whole_through_the_virtual_mic(
@@ -313,14 +296,10 @@ async def test_no_server_mic_stays_up_unavailable_with_a_fix(
 ) -> None:
     monkeypatch.setenv("PULSE_SERVER", "unix:/nonexistent/heygen-bridge-test/native")
     cfg = mic_config()
-    mic = MicSink(cfg)
-    devices = PulseDevices(cfg, on_change=mic.on_devices)
     with pytest.raises(DeviceUnavailable) as caught:
-        await devices.up()
+        await PulseDevices(cfg).up()
     assert caught.value.fix == server_fix()
-    mic.start()
-    keeper = asyncio.create_task(devices.keep(), name="mic-devices")
-    try:
+    async with running_mic(cfg) as (mic, _):
         await eventually(lambda: mic.stats.state == "unavailable", what="mic unavailable")
         for _ in range(5):
             mic.put(AudioChunk(np.ones(BLOCK, np.int16), RATE, time.perf_counter()))
@@ -328,11 +307,8 @@ async def test_no_server_mic_stays_up_unavailable_with_a_fix(
         assert snap["fix"] == server_fix() and "server" in snap["last_error"]
         assert snap["dropped_chunks"] == 5
         assert mic.latency_ms() is None
-        assert not keeper.done()
-    finally:
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
-        await asyncio.to_thread(mic.close)
+        keeper = next(t for t in asyncio.all_tasks() if t.get_name() == "mic-devices")
+        assert not keeper.done()  # the devices keep trying
     assert mic.stats.state == "stopped"
 
 

@@ -95,8 +95,8 @@ class LiveKitAvatar:
             return
         due = max(time.monotonic() + lag, self._next_capture)
         self._next_capture = due
-        asyncio.get_running_loop().call_at(
-            asyncio.get_running_loop().time() + (due - time.monotonic()),
+        asyncio.get_running_loop().call_later(
+            due - time.monotonic(),
             self._capture,
             buf.copy().data,  # the renderer reuses its buffer
         )

@@ -458,7 +458,7 @@ class MicStats:
     buffer_ms: float = 0.0
     target_ms: float = 0.0  # the jitter buffer's current target (grows after stalls)
     output_latency_ms: float | None = None
-    latency_ms: float | None = None  # put() to the server's output (buffer + stream)
+    latency_ms: float | None = None  # arrival to the server's output (buffer + stream)
     reconnects: int = 0
     late_writes: int = 0  # the writer came back too late: the stream ran dry
     max_write_gap_ms: float = 0.0
@@ -554,7 +554,8 @@ class MicSink:
         self._wake.set()
 
     def latency_ms(self) -> float | None:
-        """From ``put()`` to the sound server's output, now; None while unavailable."""
+        """From the audio's arrival (``AudioChunk.arrived``) to the sound server's output, now;
+        None while unavailable."""
         out = self.stats.output_latency_ms
         if not self._available or out is None:
             return None

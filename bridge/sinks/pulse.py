@@ -165,18 +165,21 @@ class Pactl:
             raise DeviceUnavailable(DEVICE, f"{self.binary} not found", PACTL_FIX)
         return found
 
-    async def run(self, *args: str) -> Completed:
+    async def _spawn(self, *args: str, stderr: int) -> asyncio.subprocess.Process:
         try:
-            proc = await asyncio.create_subprocess_exec(
+            return await asyncio.create_subprocess_exec(
                 self.path(),
                 *args,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stderr=stderr,
                 env=self.env(),
             )
         except OSError as exc:
             raise DeviceUnavailable(DEVICE, f"cannot run {self.binary}: {exc}", PACTL_FIX) from exc
+
+    async def run(self, *args: str) -> Completed:
+        proc = await self._spawn(*args, stderr=asyncio.subprocess.PIPE)
         try:
             async with asyncio.timeout(self.timeout):
                 out, err = await proc.communicate()
@@ -225,17 +228,7 @@ class Pactl:
         return int(out)
 
     async def subscribe(self) -> asyncio.subprocess.Process:
-        try:
-            return await asyncio.create_subprocess_exec(
-                self.path(),
-                "subscribe",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-                env=self.env(),
-            )
-        except OSError as exc:
-            raise DeviceUnavailable(DEVICE, f"cannot run {self.binary}: {exc}", PACTL_FIX) from exc
+        return await self._spawn("subscribe", stderr=asyncio.subprocess.DEVNULL)
 
 
 def _last_line(text: str) -> str:
