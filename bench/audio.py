@@ -37,13 +37,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fixtures
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.kit
 
 from bridge.config import MicrophoneConfig
+from bridge.devices.pulse_modules import PulseDevices
 from bridge.media.frames import AudioChunk
 from bridge.sinks.mic import BLOCK, RATE
-from bridge.sinks.pulse import PulseDevices
-from tests.fixtures.pulse import (
+from tests.kit.pulse import (
     PrivatePulse,
     Recorder,
     pulse_available,

@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*
 
 from bridge.app import Bridge
 from bridge.sim.livekit_server import LiveKitServer, find_binary
-from tests import avsync
-from tests.e2e import bridge_settings
-from tests.fixtures.camera import RECORDINGS, RecordingBackend
-from tests.fixtures.pulse import PrivatePulse, Recorder, pulse_available, zero_runs
-from tests.fixtures.simproc import SimProcess, spawn, stop
+from tests.kit import avsync
+from tests.kit.bridge_process import bridge_settings
+from tests.kit.camera import RECORDINGS, RecordingBackend
+from tests.kit.pulse import PrivatePulse, Recorder, pulse_available, zero_runs
+from tests.kit.simproc import SimProcess, spawn, stop
 
 LOADAVG = Path("/proc/loadavg")
 TONE_LEVEL = 0.1  # under the clicks' threshold, above silence

@@ -52,10 +52,10 @@ import numpy as np
 import numpy.typing as npt
 from livekit import rtc
 
-from bridge.avatar.performer import Performer
-from bridge.media import marker
 from bridge.media.frames import U8, VideoFrame
 from bridge.pipeline.video import PixelFormat, VideoConverter
+from bridge.synthetic import stamp as marker
+from bridge.synthetic.performer import Performer
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]

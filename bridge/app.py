@@ -21,23 +21,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge import __version__, sdnotify
-from bridge.avatar.base import AvatarSession, LiveKitMedia, Provider
-from bridge.avatar.heygen import HeyGenProvider
-from bridge.avatar.liveavatar import LiveAvatarProvider
-from bridge.avatar.manager import MediaSource, SessionManager
-from bridge.avatar.orphans import OpenedSessions, default_path
-from bridge.avatar.own_room import OwnRoom
 from bridge.config import Secret, Settings
 from bridge.control.http import ControlServer
 from bridge.control.queue import SpeechQueue
+from bridge.control.snapshot import to_jpeg
+from bridge.devices.pulse_modules import PulseDevices
 from bridge.errors import BadInput, ConfigError
 from bridge.eventbus import EventBus
-from bridge.heygen.client import HeyGenClient
-from bridge.liveavatar.client import LiveAvatarClient
 from bridge.media.frames import AudioChunk
-from bridge.pipeline.snapshot import to_jpeg
+from bridge.providers.base import AvatarSession, LiveKitMedia, Provider
+from bridge.providers.heygen.client import HeyGenClient
+from bridge.providers.heygen.own_room import OwnRoom
+from bridge.providers.heygen.provider import HeyGenProvider
+from bridge.providers.liveavatar.client import LiveAvatarClient
+from bridge.providers.liveavatar.provider import LiveAvatarProvider
+from bridge.session.manager import MediaSource, SessionManager
+from bridge.session.orphans import OpenedSessions, default_path
 from bridge.sinks.mic import MicSink
-from bridge.sinks.pulse import PulseDevices
 from bridge.sinks.webcam import WebcamSink
 from bridge.source.livekit import LiveKitSource
 from bridge.source.local import LocalSource
@@ -85,7 +85,7 @@ def make_provider(settings: Settings) -> Provider:
             client=LiveAvatarClient.from_config(cfg.liveavatar, key), avatar=cfg.avatar
         )
     if cfg.provider == "demo":
-        from bridge.avatar.demo import DemoProvider
+        from bridge.providers.demo import DemoProvider
 
         return DemoProvider(avatar=cfg.avatar, camera=cfg.camera)
     raise ConfigError([f"provider: {cfg.provider!r} was not resolved (a bug: please report)"])

@@ -9,17 +9,17 @@ from collections.abc import AsyncIterator, Generator, Iterator
 import pytest
 
 from bridge.config import Secret
-from bridge.heygen.client import HeyGenClient
+from bridge.providers.heygen.client import HeyGenClient
 from bridge.sim import DEFAULT_HEYGEN_KEY
 from bridge.sim.heygen import HeyGenLimits
 from bridge.sim.server import Simulator
 
 pytest_plugins = [
-    "tests.fixtures.livekit",
-    "tests.fixtures.pulse",
-    "tests.fixtures.camera",
-    "tests.fixtures.simproc",
-    "tests.fixtures.steal",
+    "tests.kit.livekit",
+    "tests.kit.pulse",
+    "tests.kit.camera",
+    "tests.kit.simproc",
+    "tests.kit.steal",
 ]
 
 

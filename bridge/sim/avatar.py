@@ -3,7 +3,7 @@
 and its speech events sent as data packets in the provider's dialect.
 
 Every frame carries the machine-readable stamp (frame number, send time; see
-:mod:`bridge.media.marker`) so tests can check order, gaps and latency at the sink.
+:mod:`bridge.synthetic.stamp`) so tests can check order, gaps and latency at the sink.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from datetime import timedelta
 
 from livekit import api, rtc
 
-from bridge.avatar.driver import drive
-from bridge.avatar.performer import Performer, SpeechEvent
 from bridge.media.frames import I16, U8
 from bridge.sim.media import Dialect, RoomSpec
+from bridge.synthetic.clock import drive
+from bridge.synthetic.performer import Performer, SpeechEvent
 
 log = logging.getLogger(__name__)
 

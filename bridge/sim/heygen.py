@@ -25,11 +25,11 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.avatar.canned import chat_reply
-from bridge.avatar.performer import SpeechEvent
 from bridge.sim.faults import error_response
 from bridge.sim.ledger import Ledger
 from bridge.sim.media import AvatarLink, MediaHost, Packets, RoomSpec
+from bridge.synthetic.performer import SpeechEvent
+from bridge.synthetic.reply import chat_reply
 
 log = logging.getLogger(__name__)
 

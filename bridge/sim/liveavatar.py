@@ -36,10 +36,10 @@ from typing import Annotated, Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from bridge.avatar.canned import chat_reply
-from bridge.avatar.performer import SpeechEvent
 from bridge.sim.ledger import Ledger
 from bridge.sim.media import AvatarLink, MediaHost, Packets, RoomSpec
+from bridge.synthetic.performer import SpeechEvent
+from bridge.synthetic.reply import chat_reply
 
 log = logging.getLogger(__name__)
 

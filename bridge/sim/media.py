@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.avatar.performer import SpeechEvent
-from bridge.avatar.speech import estimate_duration
 from bridge.media.frames import I16
+from bridge.synthetic.performer import SpeechEvent
+from bridge.synthetic.voice import estimate_duration
 
 # (payload, topic) data packets an avatar publishes for one speech event.
 Packets = list[tuple[bytes, str]]

@@ -15,13 +15,13 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from bridge.avatar.speech import tone
 from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
 from bridge.sim.faults import Fault, FaultPlan, middleware
 from bridge.sim.heygen import HeyGenLimits, HeyGenSim
 from bridge.sim.ledger import Ledger
 from bridge.sim.liveavatar import LiveAvatarLimits, LiveAvatarSim
 from bridge.sim.media import MediaHost, NoMedia
+from bridge.synthetic.voice import tone
 
 
 class Simulator:

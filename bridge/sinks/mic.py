@@ -2,9 +2,10 @@
 
 ``put(chunk)`` runs on the event loop and never blocks: it only appends to a
 :class:`JitterBuffer`.  A named thread (``mic-writer``) takes 10 ms blocks out of it and
-writes them to ONE playback stream into the null sink made by :mod:`bridge.sinks.pulse`.  The
-stream stays open for the daemon's life and carries silence between utterances, because a
-recorder on an idle null sink waits 1–2 s for its first data (media-api-and-numbers.md §4).
+writes them to ONE playback stream into the null sink made by
+:mod:`bridge.devices.pulse_modules`.  The stream stays open for the daemon's life and
+carries silence between utterances, because a recorder on an idle null sink waits 1–2 s for
+its first data (media-api-and-numbers.md §4).
 
 Jitter buffer (``microphone.jitter_buffer_ms``, default 60, grown to the longest wait between
 arrivals of the last 15 s, up to 300 ms, while stalls happen): after silence, audio starts
@@ -52,12 +53,12 @@ that for 9 ms more latency and a 6 ms less exact ``latency_ms()``; latency won h
 
 A server that dies or restarts makes the write fail: the sink marks itself ``unavailable``,
 keeps accepting (and dropping, counted) audio, and reopens the stream once
-:class:`~bridge.sinks.pulse.PulseDevices` reports the devices made again (or every few
+:class:`~bridge.devices.pulse_modules.PulseDevices` reports the devices made again (or every few
 seconds without it).  It also drops its stream whenever the devices are removed or
 made anew, because PulseAudio moves the stream of a vanished sink to the default sink — the
 user's speakers — and pa_simple cannot ask for ``PA_STREAM_DONT_MOVE``.
 
-Other systems (``sys.platform`` win32/darwin; :mod:`bridge.sinks.mic_portaudio`, optional
+Other systems (``sys.platform`` win32/darwin; :mod:`bridge.devices.portaudio`, optional
 extra ``othersystems``): the same buffer and thread write to a named output device through
 ``sounddevice`` — VB-Audio "CABLE Input" on Windows (apps then record "CABLE Output"),
 "BlackHole 2ch" on macOS — chosen by name (``microphone.output_device``), never by index.
@@ -81,9 +82,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from bridge.config import MicrophoneConfig
+from bridge.devices.pulse_modules import DEVICE, REMOVED, DeviceState, server_fix
 from bridge.errors import DeviceUnavailable
 from bridge.media.frames import I16, AudioChunk
-from bridge.sinks.pulse import DEVICE, REMOVED, DeviceState, server_fix
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +427,7 @@ class PulseStream:
 def default_output(cfg: MicrophoneConfig) -> Callable[[], Output]:
     """The output for this system: the null sink on Linux, a named device elsewhere."""
     if sys.platform in ("win32", "darwin"):
-        from bridge.sinks.mic_portaudio import PortAudioOutput
+        from bridge.devices.portaudio import PortAudioOutput
 
         return lambda: PortAudioOutput(cfg.output_device)
     return lambda: PulseStream(cfg.sink_name)
@@ -502,8 +503,8 @@ class MicStats:
 class MicSink:
     """``start()`` launches the writer; ``put()`` offers audio; ``close()`` stops it.
 
-    ``on_devices`` is :class:`~bridge.sinks.pulse.PulseDevices`' ``on_change``: with it, the
-    stream is (re)opened only while the devices exist.  Without it the sink simply tries.
+    ``on_devices`` is :class:`~bridge.devices.pulse_modules.PulseDevices`' ``on_change``: with
+    it, the stream is (re)opened only while the devices exist.  Without it the sink simply tries.
     """
 
     def __init__(

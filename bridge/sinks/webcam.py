@@ -20,12 +20,12 @@ from typing import Any
 import pyvirtualcam
 
 from bridge.config import CameraConfig
+from bridge.devices import v4l2 as v4l2devices
 from bridge.errors import DeviceUnavailable
 from bridge.media.frames import U8, VideoFrame
 from bridge.media.slot import LatestSlot
 from bridge.pipeline.slate import render_slate
 from bridge.pipeline.video import VideoConverter
-from bridge.sinks import v4l2devices
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import numpy as np
 from livekit import rtc
 from livekit.rtc.participant import PublishDataError
 
-from bridge.avatar.base import LiveKitMedia
 from bridge.media.frames import AudioChunk, VideoFrame
+from bridge.providers.base import LiveKitMedia
 
 log = logging.getLogger(__name__)
 

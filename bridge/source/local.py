@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bridge.avatar.base import LocalMedia
-from bridge.avatar.driver import drive
-from bridge.avatar.events import AvatarEvent
-from bridge.avatar.performer import SpeechEvent
 from bridge.media.frames import I16, U8, AudioChunk, VideoFrame
+from bridge.providers.base import LocalMedia
+from bridge.providers.events import AvatarEvent
+from bridge.synthetic.clock import drive
+from bridge.synthetic.performer import SpeechEvent
 
 
 def to_avatar_event(event: SpeechEvent) -> AvatarEvent | None:

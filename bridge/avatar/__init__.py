@@ -1,1 +1,0 @@
-"""Avatar providers behind one interface: HeyGen Streaming API, LiveAvatar, and the local demo."""

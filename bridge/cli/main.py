@@ -1,0 +1,285 @@
+"""The ``heygen-bridge`` command line.
+
+Exit codes: 0 success, 1 a runtime failure (the provider refused, a device is missing),
+2 bad configuration or usage.  Every failure is one line that names the cause; secrets never
+appear (all output goes through :func:`bridge.log.redact`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from bridge import __version__, config, log
+from bridge.errors import BridgeError, ConfigError, Unauthorized
+from bridge.providers.base import Provider
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+T = TypeVar("T")
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def say(text: str = "", *, err: bool = False) -> None:
+    print(log.redact(text), file=sys.stderr if err else sys.stdout, flush=True)
+
+
+async def _with_provider(
+    args: argparse.Namespace, use: Callable[[Provider], Coroutine[Any, Any, T]]
+) -> tuple[Provider, T]:
+    """Run ``use`` on the configured provider; a refused key is explained (whose key is it?)."""
+    from bridge.app import make_provider
+    from bridge.cli import keycheck
+
+    settings = _settings(args)
+    provider = make_provider(settings)
+    try:
+        return provider, await use(provider)
+    except Unauthorized as exc:
+        raise RefusedKey(await keycheck.explain(settings, exc)) from exc
+    finally:
+        await provider.aclose()
+
+
+class RefusedKey(BridgeError):
+    """A provider refused the key; the message says whose key it is, when that is known."""
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    settings = config.load(args.config)
+    if getattr(args, "provider", None):
+        raw = settings.config.model_dump()
+        raw["provider"] = args.provider
+        settings = config.Settings(
+            config=config.parse(raw), secrets=settings.secrets, source=settings.source
+        )
+    return settings
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+async def cmd_avatars(args: argparse.Namespace) -> int:
+    provider, avatars = await _with_provider(args, lambda p: p.list_avatars())
+    if args.json:
+        say(json.dumps([dataclasses.asdict(a) for a in avatars]))
+        return EXIT_OK
+    say(f"{'AVATAR ID':<40} {'STATUS':<10} NAME")
+    for a in avatars:
+        say(f"{a.avatar_id:<40} {a.status:<10} {a.name}")
+    say(f"{len(avatars)} avatar(s) on {provider.name}")
+    return EXIT_OK
+
+
+async def cmd_sessions_list(args: argparse.Namespace) -> int:
+    provider, sessions = await _with_provider(args, lambda p: p.list_sessions())
+    if not sessions:
+        say(f"no active sessions on {provider.name}")
+        return EXIT_OK
+    say(f"{'SESSION ID':<40} {'STATUS':<12} CREATED")
+    for s in sessions:
+        created = s.created_at.isoformat(timespec="seconds") if s.created_at else "-"
+        say(f"{s.session_id:<40} {s.status:<12} {created}")
+    return EXIT_OK
+
+
+async def cmd_sessions_stop(args: argparse.Namespace) -> int:
+    if bool(args.session_id) == bool(args.all):
+        say("heygen-bridge: error: give one session id, or --all", err=True)
+        return EXIT_USAGE
+
+    async def stop(provider: Provider) -> list[str]:
+        listed = [s.session_id for s in await provider.list_sessions()] if args.all else []
+        ids = listed if args.all else [args.session_id]
+        for session_id in ids:
+            await provider.stop_session(session_id)
+            say(f"stopped {session_id}")
+        return ids
+
+    provider, ids = await _with_provider(args, stop)
+    if args.all and not ids:
+        say(f"no active sessions on {provider.name}")
+    return EXIT_OK
+
+
+async def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = config.load(args.config)
+    where = settings.source or "built-in defaults (no config file found)"
+    say(f"config OK: {where} (provider: {settings.config.provider})")
+    return EXIT_OK
+
+
+async def cmd_config_show(args: argparse.Namespace) -> int:
+    settings = config.load(args.config)
+    say(f"# from {settings.source or 'built-in defaults'}")
+    say(yaml.safe_dump(config.redacted_dump(settings), sort_keys=False).rstrip())
+    return EXIT_OK
+
+
+async def cmd_simulate(args: argparse.Namespace) -> int:
+    from bridge.cli.simulate import serve
+
+    return await serve(args)
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.app import Bridge
+    from bridge.supervisor import supervise
+
+    if args.demo:
+        args.provider = "demo"
+    settings = _settings(args)
+    log.setup(args.log_level or settings.config.log.level)
+    bridge = Bridge(settings)
+    return await supervise(bridge.run)
+
+
+async def cmd_devices(args: argparse.Namespace) -> int:
+    from bridge.cli.devices import run
+
+    return await run(args, config.load(args.config))
+
+
+async def cmd_doctor(args: argparse.Namespace) -> int:
+    from bridge.cli.doctor import run_checks
+
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        say("FAIL config")
+        for problem in exc.problems:
+            say(f"     {problem}")
+        return EXIT_USAGE
+    checks = await run_checks(settings)
+    for check in checks:
+        say(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            say(f"     fix: {check.fix}")
+    failed = [c for c in checks if not c.ok and c.required]
+    say("all required checks passed" if not failed else f"{len(failed)} required check(s) failed")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def common_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        default=default,
+        help="YAML config file (default: $XDG_CONFIG_HOME/heygen-bridge/config.yaml)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=default,
+        help="override log.level",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heygen-bridge",
+        description="An interactive AI avatar as a local virtual webcam and microphone.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common_options(parser, default=None)
+    # The same options after the command too (`heygen-bridge config check --config x.yaml`);
+    # there they only count when given, so one given before the command is kept.
+    common = argparse.ArgumentParser(add_help=False)
+    common_options(common, default=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def provider_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--provider",
+            choices=["heygen", "liveavatar", "demo"],
+            help="override the config's provider",
+        )
+
+    p = sub.add_parser(
+        "run", parents=[common], help="run the bridge: avatar → virtual camera (and mic)"
+    )
+    provider_option(p)
+    p.add_argument(
+        "--demo", action="store_true", help="use the built-in demo avatar (no key, no network)"
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("avatars", parents=[common], help="list the avatars you can stream")
+    provider_option(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_avatars)
+
+    sessions = sub.add_parser("sessions", help="list or stop the provider's active sessions")
+    ssub = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
+    p = ssub.add_parser("list", parents=[common], help="list active sessions")
+    provider_option(p)
+    p.set_defaults(func=cmd_sessions_list)
+    p = ssub.add_parser("stop", parents=[common], help="stop one session, or all of them")
+    provider_option(p)
+    p.add_argument("session_id", nargs="?", help="the session to stop")
+    p.add_argument("--all", action="store_true", help="stop every active session")
+    p.set_defaults(func=cmd_sessions_stop)
+
+    cfg = sub.add_parser("config", help="check or show the configuration")
+    csub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    p = csub.add_parser("check", parents=[common], help="validate the config file")
+    p.set_defaults(func=cmd_config_check)
+    p = csub.add_parser(
+        "show", parents=[common], help="print the effective config (secrets hidden)"
+    )
+    p.set_defaults(func=cmd_config_show)
+
+    p = sub.add_parser(
+        "simulate",
+        parents=[common],
+        help="run local fakes of the HeyGen and LiveAvatar APIs (rehearse without credits)",
+    )
+    from bridge.cli.simulate import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser(
+        "devices", parents=[common], help="make, remove or show the virtual microphone"
+    )
+    from bridge.cli.devices import add_arguments as add_devices_arguments
+
+    add_devices_arguments(p)
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser(
+        "doctor", parents=[common], help="check config, API key, camera and sound; say how to fix"
+    )
+    provider_option(p)
+    p.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = args.log_level or "WARNING"
+    log.setup(level)
+    func: Command = args.func
+    try:
+        return asyncio.run(func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            say(f"config: {problem}", err=True)
+        return EXIT_USAGE
+    except BridgeError as exc:
+        say(f"heygen-bridge: {exc}", err=True)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130

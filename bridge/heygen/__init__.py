@@ -1,1 +1,0 @@
-"""Client for HeyGen's Streaming (Interactive Avatar) API, ``api.heygen.com/v1/streaming.*``."""
