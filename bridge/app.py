@@ -238,7 +238,7 @@ class Bridge:
             # collector's full scans, which otherwise stall every thread for tens of ms.
             gc.freeze()
             self._announce()
-            sdnotify.notify("READY=1")
+            sdnotify.ready(self.control_url)
             async with asyncio.TaskGroup() as group:
                 if self.mic_devices is not None:  # first: apps should find the mic early
                     group.create_task(self.mic_devices.keep(), name="mic-devices")
@@ -254,8 +254,11 @@ class Bridge:
                 await asyncio.to_thread(self.webcam.close)
             await self.provider.aclose()
 
+    @property
+    def control_url(self) -> str:
+        return f"http://{self.settings.config.control.host}:{self.control.port}"
+
     def _announce(self) -> None:
-        cfg = self.settings.config
-        base = f"http://{cfg.control.host}:{self.control.port}"
+        base = self.control_url
         log.info("heygen-bridge %s: provider %s", __version__, self.provider.name)
         log.info("control API %s/v1/status; snapshot %s/v1/snapshot.jpg", base, base)

@@ -24,6 +24,13 @@ def notify(state: str) -> bool:
     return True
 
 
+def ready(url: str) -> bool:
+    """Tell the supervisor we serve at ``url``: ``READY=1`` plus ``X_URL=`` (sd_notify(3) lets
+    services add their own ``X_`` fields; systemd ignores them, and test launchers read the
+    URL here instead of parsing a human banner)."""
+    return notify(f"READY=1\nSTATUS=serving at {url}\nX_URL={url}")
+
+
 def watchdog_interval() -> float | None:
     """Half the watchdog timeout systemd asked for, in seconds, or None."""
     usec = os.environ.get("WATCHDOG_USEC")

@@ -13,6 +13,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+from bridge import sdnotify
 from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
 
 
@@ -107,6 +108,7 @@ async def serve(args: argparse.Namespace) -> int:
             f"LIVEAVATAR_API_KEY={args.liveavatar_key} heygen-bridge run --provider liveavatar"
         )
         _say("Ctrl-C stops the simulator.")
+        sdnotify.ready(sim.url)
         await stop.wait()
     finally:
         await sim.aclose()
