@@ -13,6 +13,8 @@
     │       ├── SessionLimitReached  too many concurrent sessions
     │       ├── SessionGone          the session is closed, expired or unknown
     │       └── InvalidRequest       the request was refused as malformed (400/422)
+    ├── RefusedKey                   a provider refused the key; says whose key it is (CLI)
+    ├── NotLive                      no live avatar session to speak with right now
     ├── DeviceUnavailable            a local device (camera, microphone) cannot be used now
     └── BadInput                     a control request was malformed (HTTP 4xx)
 
@@ -154,3 +156,11 @@ class BadInput(BridgeError):
         self.field = field
         self.detail = detail
         super().__init__(f"{field}: {detail}")
+
+
+class RefusedKey(BridgeError):
+    """A provider refused the key; the message says whose key it is, when that is known."""
+
+
+class NotLive(BridgeError):
+    """There is no live avatar session to speak with right now."""

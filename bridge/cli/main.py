@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from bridge import __version__, config, log
-from bridge.errors import BridgeError, ConfigError, Unauthorized
+from bridge.errors import BridgeError, ConfigError, RefusedKey, Unauthorized
 from bridge.providers.base import Provider
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -47,10 +47,6 @@ async def _with_provider(
         raise RefusedKey(await keycheck.explain(settings, exc)) from exc
     finally:
         await provider.aclose()
-
-
-class RefusedKey(BridgeError):
-    """A provider refused the key; the message says whose key it is, when that is known."""
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:

@@ -15,11 +15,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bridge.errors import BadInput, RemoteError
+from bridge.errors import BadInput, NotLive, RemoteError
 from bridge.eventbus import EventBus
 from bridge.providers.base import SpeakMode
 from bridge.providers.events import AvatarEvent
-from bridge.session.manager import NotLive, SessionManager
+from bridge.session.manager import SessionManager
 
 log = logging.getLogger(__name__)
 

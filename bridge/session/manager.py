@@ -24,7 +24,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Protocol
 
-from bridge.errors import BridgeError, RemoteError, SessionGone
+from bridge.errors import NotLive, RemoteError, SessionGone
 from bridge.eventbus import EventBus
 from bridge.providers.base import (
     NO_RECORD,
@@ -81,10 +81,6 @@ EventListener = Callable[[AvatarEvent], None]
 
 class SessionEnded(Exception):
     """The provider ended the session (stopped, expired, gone)."""
-
-
-class NotLive(BridgeError):
-    """There is no live avatar session to speak with right now."""
 
 
 class SessionManager:
