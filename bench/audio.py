@@ -41,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.kit
 
 from bridge.config import MicrophoneConfig
 from bridge.devices.pulse_modules import PulseDevices
+from bridge.devices.pulse_stream import BLOCK, RATE
 from bridge.media.frames import AudioChunk
-from bridge.sinks.mic import BLOCK, RATE
+from tests.kit.eventually import eventually
 from tests.kit.pulse import (
     PrivatePulse,
     Recorder,
@@ -180,8 +181,7 @@ async def run_ours(
     put_times: dict[int, float] = {}
     async with running_mic(cfg) as (mic, _):
         try:
-            while mic.stats.state != "silent":  # noqa: ASYNC110 - waiting on a thread's state
-                await asyncio.sleep(0.01)
+            await eventually(lambda: mic.stats.state == "silent", within=30, what="mic writing")
             recorder.start()
             await asyncio.sleep(0.5)
             skip = {threading.main_thread().native_id, recorder.reader_thread_id}
@@ -235,7 +235,7 @@ async def run_baseline(
 ) -> Result:
     result = Result("pacat pipe (baseline)")
     devices = PulseDevices(cfg)
-    keeper = asyncio.create_task(devices.keep(), name="mic-devices")
+    keeper = asyncio.create_task(devices.maintain(), name="mic-devices")
     recorder = Recorder(cfg.source_name, env=pulse.env())
     put_times: dict[int, float] = {}
 
@@ -249,8 +249,7 @@ async def run_baseline(
 
     pacat: subprocess.Popen[bytes] | None = None
     try:
-        while not devices.state.ready:  # noqa: ASYNC110 - waiting on the keeper's state
-            await asyncio.sleep(0.01)
+        await eventually(lambda: devices.state.ready, within=30, what="devices made")
         pacat = await asyncio.to_thread(start_pacat, cfg, pulse.env())
         assert pacat.stdin is not None
         recorder.start()

@@ -3,7 +3,7 @@
     python bench/avsync.py [--seconds 120]
 
 The simulator runs as its own process with ``--sync-marks``: one frame and one audio click per
-second belong to the same instant (tests/avsync.py explains the measurement).  Its avatar
+second belong to the same instant (tests/kit/avsync.py explains the measurement).  Its avatar
 also plays a quiet 440 Hz tone the whole time, so gaps in the voice can be counted.  The
 camera is the recording backend, the mic a real private PulseAudio recorded with ``parec``.
 
@@ -31,15 +31,15 @@ from pathlib import Path
 import numpy as np
 import pyvirtualcam
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.kit
 
 from bridge.app import Bridge
 from bridge.sim.livekit_server import LiveKitServer, find_binary
 from tests.kit import avsync
-from tests.kit.bridge_process import bridge_settings
+from tests.kit.bridge_process import bridge_settings, running
 from tests.kit.camera import RECORDINGS, RecordingBackend
 from tests.kit.pulse import PrivatePulse, Recorder, pulse_available, zero_runs
-from tests.kit.simproc import SimProcess, spawn, stop
+from tests.kit.simproc import SimProcess, sim_process
 
 LOADAVG = Path("/proc/loadavg")
 TONE_LEVEL = 0.1  # under the clicks' threshold, above silence
@@ -89,18 +89,13 @@ async def one_round(
     bridge = Bridge(settings)
     if not buffered:
         bridge.aligner = None
-    task = asyncio.create_task(bridge.run(), name=f"bridge-{tag}")
-    try:
-        deadline = time.monotonic() + 30
-        while not (
-            bridge.manager.state == "live"
-            and bridge.mic is not None
-            and bridge.mic.stats.state in ("silent", "speaking")
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{name}: the bridge did not go live")
-            await asyncio.sleep(0.1)
-        assert bridge.manager.session is not None
+
+    def mic_writing(bridge: Bridge) -> bool:
+        live, mic = bridge.manager.state == "live", bridge.mic
+        return live and mic is not None and mic.stats.state in ("silent", "speaking")
+
+    async with running(bridge, ready=mic_writing):
+        assert bridge.manager.session is not None and bridge.mic is not None
         session = bridge.manager.session.session_id
         await sim.signal(session, 440, seconds + 8, TONE_LEVEL)
         await asyncio.sleep(4.0)  # warm-up: bandwidth estimate, buffers, the aligner
@@ -110,9 +105,6 @@ async def one_round(
         await asyncio.to_thread(recorder.stop)
         mic = bridge.mic.stats.snapshot()
         delay = bridge.webcam.stats.delay_ms if bridge.webcam else 0.0
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     sync = avsync.measure(RECORDINGS[device].since(start), recorder, avsync.wall_offset())
     samples = recorder.samples()
     gaps = len(zero_runs(samples, 48000 * GAP_MS // 1000))
@@ -181,21 +173,25 @@ async def main_async(args: argparse.Namespace) -> int:
     pulse = PrivatePulse(Path(tempfile.mkdtemp(prefix="hb-pa-")))
     pulse.start()
     os.environ.update(pulse.client_env())
-    sim = spawn(livekit, root / "sim.log", "--sync-marks")
     print("heygen-bridge A/V sync benchmark (bench/avsync.py)")
     print(
         f"  date {time.strftime('%Y-%m-%dT%H:%M:%S%z')}, {args.seconds:g} s per round, "
         f"load avg {args.loadavg}"
     )
     try:
-        results = [
-            await one_round(
-                name, sim=sim, livekit=livekit, pulse=pulse, seconds=args.seconds, buffered=buffered
-            )
-            for name, buffered in (("ours", True), ("baseline", False))
-        ]
+        async with sim_process(livekit, root / "sim.log", "--sync-marks") as sim:
+            results = [
+                await one_round(
+                    name,
+                    sim=sim,
+                    livekit=livekit,
+                    pulse=pulse,
+                    seconds=args.seconds,
+                    buffered=buffered,
+                )
+                for name, buffered in (("ours", True), ("baseline", False))
+            ]
     finally:
-        stop(sim)
         pulse.stop()
         livekit.stop()
     report(results)

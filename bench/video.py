@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import itertools
@@ -52,10 +53,17 @@ import numpy as np
 import numpy.typing as npt
 from livekit import rtc
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.kit
+
+from bridge import sdnotify
 from bridge.media.frames import U8, VideoFrame
 from bridge.pipeline.video import PixelFormat, VideoConverter
 from bridge.synthetic import stamp as marker
 from bridge.synthetic.performer import Performer
+from tests.kit.eventually import eventually
+from tests.kit.process import Child as Launched
+from tests.kit.process import launch
+from tests.kit.simproc import sim_process
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
@@ -496,7 +504,8 @@ async def bridge_child(config_path: Path, dump_path: Path) -> int:
         probe.arrivals.append(frame.arrived)
         put(frame)
 
-    webcam.put = timed_put  # type: ignore[method-assign]  # the source binds it at session start
+    # Every session's source takes the manager's handlers at its start: none has started yet.
+    bridge.manager.handlers = dataclasses.replace(bridge.manager.handlers, video=timed_put)
     # Count the writer's pacing holds (the sink calls time.sleep only for those).
     webcam_module.time = PacingClock(probe)  # type: ignore[attr-defined,assignment]
     base = {"frames_in": 0, "frames_out": 0, "repeats": 0, "slate_frames": 0, "dropped": 0}
@@ -558,7 +567,7 @@ async def baseline_child(url: str, token: str, dump_path: Path) -> int:
                     probe.stamp(y.reshape(frame.height, frame.width))
                 if not ready:
                     ready = True
-                    print("READY", flush=True)
+                    sdnotify.notify("READY=1\nSTATUS=converting the avatar's frames")
         finally:
             await stream.aclose()
 
@@ -622,7 +631,9 @@ class Window:
 
 
 class Child:
-    """A child process (this file in a role) with its dump file and log."""
+    """A child process (this file in a role) with its dump file and log, started by the kit's
+    launcher: it is ready when it says READY=1 (the bridge: its control API serves; the
+    baseline: its first frame is converted)."""
 
     def __init__(self, role: str, args: list[str], workdir: Path, env: dict[str, str]) -> None:
         self.role = role
@@ -630,57 +641,42 @@ class Child:
         self.log_path = workdir / f"{role}.log"
         self.args = [sys.executable, str(HERE), f"_{role}", "--dump", str(self.dump_path), *args]
         self.env = env
-        self.proc: asyncio.subprocess.Process | None = None
+        self.process: Launched | None = None
         self._seq = 0
 
     async def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.args,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                env=self.env,
-                cwd=str(ROOT),
-            )
+        self.process = await launch(
+            f"the {self.role}", self.args, log_path=self.log_path, env=self.env, ready_within=60
+        )
+
+    @property
+    def running(self) -> Launched:
+        assert self.process is not None, f"the {self.role} was not started"
+        return self.process
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def wait_line(self, text: str, within: float) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        async with asyncio.timeout(within):
-            while True:
-                line = await self.proc.stdout.readline()
-                if not line:
-                    raise RuntimeError(f"{self.role} exited: {self.log_tail()}")
-                if line.decode().strip() == text:
-                    return
+        return self.running.pid
 
     async def dump(self) -> dict[str, Any]:
         """Ask for the window's figures (and start a new window)."""
-        assert self.proc is not None
         self._seq += 1
-        self.proc.send_signal(signal.SIGUSR1)
-        async with asyncio.timeout(10):
-            while True:
-                with contextlib.suppress(OSError, ValueError):
-                    body: dict[str, Any] = json.loads(self.dump_path.read_text())
-                    if body["seq"] == self._seq:
-                        return body
-                await asyncio.sleep(0.02)
+        self.running.proc.send_signal(signal.SIGUSR1)
+
+        def figures() -> dict[str, Any] | None:
+            try:
+                body: dict[str, Any] = json.loads(self.dump_path.read_text())
+            except (OSError, ValueError):
+                return None
+            return body if body["seq"] == self._seq else None
+
+        found = await eventually(figures, within=10, what=f"the {self.role}'s figures", every=0.02)
+        assert found is not None  # eventually returns a value that passed: not None
+        return found
 
     async def stop(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(20):
-                await self.proc.wait()
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        if self.process is not None:
+            await self.process.stop(within=20)
 
     def log_tail(self) -> str:
         with contextlib.suppress(OSError):
@@ -809,7 +805,6 @@ async def baseline_phase(
     child = Child("baseline", ["--url", data["url"], "--token", data["access_token"]], workdir, env)
     try:
         await child.start()
-        await child.wait_line("READY", within=60)
         await asyncio.sleep(warmup)
         window = await measure(child, "baseline", seconds, sim_pid, server_pid)
     finally:
@@ -838,9 +833,6 @@ async def bridge_phase(
     pixel_format: str,
     encoding: str,
 ) -> Window:
-    from bridge.sim.livekit_server import free_port
-
-    port = free_port()
     cfg = workdir / "bridge.yaml"
     cfg.write_text(
         json.dumps(  # JSON is YAML
@@ -856,24 +848,27 @@ async def bridge_phase(
                     "pixel_format": pixel_format,
                 },
                 "microphone": {"enabled": False},
-                "control": {"port": port},
+                "control": {"port": 0},  # its choice: the launcher reads the URL it serves at
                 "log": {"level": "WARNING"},
             }
         )
     )
     child = Child("bridge", ["--config", str(cfg)], workdir, {**env, "HEYGEN_API_KEY": key})
-    status_url = f"http://127.0.0.1:{port}/v1/status"
     try:
         await child.start()
-        async with asyncio.timeout(60):
-            while True:
-                if child.proc is not None and child.proc.returncode is not None:
-                    raise RuntimeError(f"bridge exited: {child.log_tail()}")
-                with contextlib.suppress(aiohttp.ClientError, RuntimeError):
-                    status = await http_json(http, "GET", status_url)
-                    if status["session"]["state"] == "live" and status["camera"]["frames_in"]:
-                        break
-                await asyncio.sleep(0.25)
+        status_url = f"{child.running.url}/v1/status"
+
+        async def status() -> dict[str, Any]:
+            child.running.check_running()
+            return await http_json(http, "GET", status_url)
+
+        await eventually(
+            status,
+            until=lambda s: s["session"]["state"] == "live" and s["camera"]["frames_in"],
+            within=60,
+            what="the bridge live, frames arriving",
+            every=0.25,
+        )
         await asyncio.sleep(warmup)
 
         async def camera_status() -> dict[str, Any]:
@@ -908,52 +903,30 @@ async def run_e2e(args: argparse.Namespace) -> list[Window] | str:
         server = LiveKitServer(binary, log_path=workdir / "livekit.log")
         await server.start()
         server_pid = next((p for p, _ in children_of(os.getpid())), None)
-        sim_log = workdir / "sim.log"
-        with sim_log.open("wb") as log:
-            sim = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bridge", "simulate", "--port", "0",
-                "--livekit-url", server.url, "--livekit-key", server.api_key,
-                "--livekit-secret", server.api_secret,
-                stdout=asyncio.subprocess.PIPE, stderr=log, env=env, cwd=str(ROOT),
-            )  # fmt: skip
         try:
-            sim_url = await _sim_url(sim)
-            async with aiohttp.ClientSession() as http:
+            async with (
+                sim_process(server, workdir / "sim.log", env=env) as sim,
+                aiohttp.ClientSession() as http,
+            ):
                 for n in range(args.rounds):
                     print(f"   round {n + 1}/{args.rounds}: baseline ...", flush=True)
                     windows.append(
                         await baseline_phase(
-                            http, sim_url, DEFAULT_HEYGEN_KEY, workdir, env,
+                            http, sim.url, DEFAULT_HEYGEN_KEY, workdir, env,
                             args.warmup, args.seconds, sim.pid, server_pid, args.encoding,
                         )
                     )  # fmt: skip
                     print(f"   round {n + 1}/{args.rounds}: bridge ...", flush=True)
                     windows.append(
                         await bridge_phase(
-                            http, sim_url, DEFAULT_HEYGEN_KEY, workdir, env,
+                            http, sim.url, DEFAULT_HEYGEN_KEY, workdir, env,
                             args.warmup, args.seconds, sim.pid, server_pid, args.pixel_format,
                             args.encoding,
                         )
                     )  # fmt: skip
         finally:
-            if sim.returncode is None:
-                sim.terminate()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(20):
-                        await sim.wait()
             server.stop()
     return windows
-
-
-async def _sim_url(sim: asyncio.subprocess.Process) -> str:
-    assert sim.stdout is not None
-    async with asyncio.timeout(60):
-        while True:
-            line = (await sim.stdout.readline()).decode()
-            if not line:
-                raise RuntimeError("the simulator exited before it started")
-            if line.startswith("HeyGen Streaming API fake: "):
-                return line.split()[4]
 
 
 def print_e2e(result: list[Window] | str, args: argparse.Namespace) -> None:

@@ -2,11 +2,12 @@
 
 ::
 
-    provider ─► SessionManager ─► source (LiveKit room | in-process demo)
+    provider ─► SessionManager ─► source (LiveKit room | in-process demo), per session
                     │                 ├─ video ─► WebcamSink (delay line, convert, pace, slate)
                     │                 ├─ audio ─► MicSink (jitter buffer ─► PulseAudio/PipeWire)
-                    │                 └─ data  ─► provider events ─► EventBus, SpeechQueue
-    ControlServer ──┴─ SpeechQueue ─► manager.speak()        PulseDevices keep the mic there
+                    │                 └─ data  ─► manager ─► session.decode ─► EventBus, SpeechQueue
+    ControlServer ──┴─ SpeechQueue ─► manager.speak() ─► session (─► room link)
+                                                             PulseDevices keep the mic there
     AvAligner: video delay = audio path latency + microphone.av_offset_ms
 """
 
@@ -16,8 +17,6 @@ import asyncio
 import gc
 import logging
 import sys
-from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 from bridge import __version__, sdnotify
@@ -28,19 +27,18 @@ from bridge.control.snapshot import to_jpeg
 from bridge.devices.pulse_modules import PulseDevices
 from bridge.errors import BadInput, ConfigError
 from bridge.eventbus import EventBus
-from bridge.media.frames import AudioChunk
-from bridge.providers.base import AvatarSession, LiveKitMedia, Provider
+from bridge.media.frames import AudioChunk, VideoFrame
+from bridge.providers.base import Provider
 from bridge.providers.heygen.client import HeyGenClient
 from bridge.providers.heygen.own_room import OwnRoom
 from bridge.providers.heygen.provider import HeyGenProvider
 from bridge.providers.liveavatar.client import LiveAvatarClient
 from bridge.providers.liveavatar.provider import LiveAvatarProvider
-from bridge.session.manager import MediaSource, SessionManager
+from bridge.session.manager import SessionManager
 from bridge.session.orphans import OpenedSessions, default_path
+from bridge.sinks.av_align import AvAligner
 from bridge.sinks.mic import MicSink
 from bridge.sinks.webcam import WebcamSink
-from bridge.source.livekit import LiveKitSource
-from bridge.source.local import LocalSource
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +68,9 @@ def own_room(settings: Settings) -> OwnRoom | None:
     )
 
 
-def make_provider(settings: Settings) -> Provider:
+def make_provider(settings: Settings, *, preflight: bool = False) -> Provider:
+    """The configured provider.  ``preflight``: a config that cannot open a session fails now
+    (ConfigError), not at the first session (the daemon; listing avatars needs less)."""
     cfg = settings.config
     if cfg.provider == "heygen":
         key = _required(settings.secrets.heygen_api_key, "HEYGEN_API_KEY", "heygen")
@@ -81,9 +81,12 @@ def make_provider(settings: Settings) -> Provider:
         )
     if cfg.provider == "liveavatar":
         key = _required(settings.secrets.liveavatar_api_key, "LIVEAVATAR_API_KEY", "liveavatar")
-        return LiveAvatarProvider(
+        liveavatar = LiveAvatarProvider(
             client=LiveAvatarClient.from_config(cfg.liveavatar, key), avatar=cfg.avatar
         )
+        if preflight:
+            liveavatar.token_request()
+        return liveavatar
     if cfg.provider == "demo":
         from bridge.providers.demo import DemoProvider
 
@@ -91,54 +94,12 @@ def make_provider(settings: Settings) -> Provider:
     raise ConfigError([f"provider: {cfg.provider!r} was not resolved (a bug: please report)"])
 
 
-@dataclass
-class AudioTap:
-    """Counts the avatar audio that arrives and hands it to the mic, when there is one."""
-
-    mic: MicSink | None = None
-    chunks: int = 0
-    seconds: float = 0.0
-
-    def __call__(self, chunk: AudioChunk) -> None:
-        self.chunks += 1
-        self.seconds += chunk.duration
-        if self.mic is not None:
-            self.mic.put(chunk)
+def _no_camera(frame: VideoFrame) -> None:
+    """The camera is disabled: the avatar's picture goes nowhere."""
 
 
-class AvAligner:
-    """Delays the camera by the audio path's latency, so lips and voice meet at the sinks.
-
-    The audio path (jitter buffer + sound server) is the slower one; its latency is measured
-    by the mic sink.  ``microphone.av_offset_ms`` is added (positive: the voice later, so the
-    picture waits longer).  The median of the last few readings is followed, and changes
-    smaller than ``STEP_S`` are ignored, so the picture does not stutter with every wobble of
-    the audio buffer (a stalled sound server makes it jump for a moment).
-    """
-
-    EVERY_S = 0.25
-    STEP_S = 0.008
-    WINDOW = 5
-
-    def __init__(self, webcam: WebcamSink, mic: MicSink | None, offset_ms: int) -> None:
-        self._webcam = webcam
-        self._mic = mic
-        self._offset = offset_ms / 1000
-        self._readings: deque[float] = deque(maxlen=self.WINDOW)
-
-    def target(self) -> float:
-        audio_ms = self._mic.latency_ms() if self._mic is not None else None
-        if audio_ms is not None:
-            self._readings.append(audio_ms / 1000)
-        audio = sorted(self._readings)[len(self._readings) // 2] if self._readings else 0.0
-        return max(0.0, audio + self._offset)
-
-    async def run(self) -> None:
-        while True:
-            target = self.target()
-            if abs(target - self._webcam.slot.delay) >= self.STEP_S:
-                self._webcam.set_delay(target)
-            await asyncio.sleep(self.EVERY_S)
+def _no_mic(chunk: AudioChunk) -> None:
+    """The microphone is disabled: the avatar's voice goes nowhere."""
 
 
 class Bridge:
@@ -148,10 +109,8 @@ class Bridge:
         cfg = settings.config
         self.settings = settings
         self.bus = EventBus()
-        self.provider = make_provider(settings)
-        if isinstance(self.provider, LiveAvatarProvider):
-            self.provider.token_request()  # a config LiveAvatar cannot serve fails now
-        self.queue = SpeechQueue(bus=self.bus)
+        self.provider = make_provider(settings, preflight=True)
+        self.queue = SpeechQueue(bus=self.bus, max_text=self.provider.max_text)
         self.webcam = WebcamSink(cfg.camera) if cfg.camera.enabled else None
         self.mic = MicSink(cfg.microphone) if cfg.microphone.enabled else None
         self.mic_devices = (
@@ -159,7 +118,6 @@ class Bridge:
             if self.mic is not None and sys.platform.startswith("linux")
             else None
         )
-        self.audio = AudioTap(mic=self.mic)
         self.aligner = (
             AvAligner(self.webcam, self.mic, cfg.microphone.av_offset_ms)
             if self.webcam is not None
@@ -167,8 +125,9 @@ class Bridge:
         )
         self.manager = SessionManager(
             provider=self.provider,
-            make_source=self._make_source,
             bus=self.bus,
+            video=self.webcam.put if self.webcam is not None else _no_camera,
+            audio=self.mic.put if self.mic is not None else _no_mic,
             on_event=self.queue.on_event,
             on_session_end=self.queue.drop_unfinished,
             opened=OpenedSessions(default_path()),
@@ -177,22 +136,8 @@ class Bridge:
             cfg.control,
             queue=self.queue,
             status=self.status,
-            snapshot=self.snapshot,
+            snapshot_jpeg=self.snapshot_jpeg,
             token=settings.secrets.control_token,
-        )
-
-    def _make_source(self, session: AvatarSession, manager: SessionManager) -> MediaSource:
-        on_video = self.webcam.put if self.webcam is not None else (lambda frame: None)
-        if isinstance(session.media, LiveKitMedia):
-            return LiveKitSource(
-                session.media,
-                on_video=on_video,
-                on_audio=self.audio,
-                on_data=manager.on_data,
-                on_avatar=manager.on_avatar,
-            )
-        return LocalSource(
-            session.media, on_video=on_video, on_audio=self.audio, on_event=manager.on_event
         )
 
     def status(self) -> dict[str, Any]:
@@ -203,7 +148,6 @@ class Bridge:
             "session": self.manager.snapshot(),
             "source": source.snapshot() if source is not None else None,
             "camera": self.webcam.stats.snapshot() if self.webcam else {"state": "disabled"},
-            "audio": {"chunks": self.audio.chunks, "seconds": round(self.audio.seconds, 2)},
             "microphone": (
                 {
                     **self.mic.stats.snapshot(),
@@ -216,7 +160,7 @@ class Bridge:
             "events": [e.as_json() for e in list(self.bus.recent)[-20:]],
         }
 
-    async def snapshot(self) -> bytes:
+    async def snapshot_jpeg(self) -> bytes:
         if self.webcam is None:
             raise BadInput("camera", "is disabled (camera.enabled: false)")
         cam = self.settings.config.camera
@@ -241,7 +185,7 @@ class Bridge:
             sdnotify.ready(self.control_url)
             async with asyncio.TaskGroup() as group:
                 if self.mic_devices is not None:  # first: apps should find the mic early
-                    group.create_task(self.mic_devices.keep(), name="mic-devices")
+                    group.create_task(self.mic_devices.maintain(), name="mic-devices")
                 if self.aligner is not None:
                     group.create_task(self.aligner.run(), name="av-aligner")
                 group.create_task(self.manager.run(), name="session-manager")
@@ -249,9 +193,9 @@ class Bridge:
         finally:
             await self.control.stop()
             if self.mic is not None:
-                await asyncio.to_thread(self.mic.close)
+                await self.mic.aclose()
             if self.webcam is not None:
-                await asyncio.to_thread(self.webcam.close)
+                await self.webcam.aclose()
             await self.provider.aclose()
 
     @property

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,14 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bridge import log
 from bridge.errors import ConfigError
-
-SECRET_NAMES = (
-    "HEYGEN_API_KEY",
-    "LIVEAVATAR_API_KEY",
-    "LIVEKIT_API_KEY",
-    "LIVEKIT_API_SECRET",
-    "HEYGEN_BRIDGE_TOKEN",
-)
 
 
 class _Section(BaseModel):
@@ -159,11 +151,13 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class Secrets:
-    heygen_api_key: Secret | None = None
-    liveavatar_api_key: Secret | None = None
-    livekit_api_key: Secret | None = None
-    livekit_api_secret: Secret | None = None
-    control_token: Secret | None = None
+    """The secrets, each read from the environment variable named beside it (None: not set)."""
+
+    heygen_api_key: Secret | None = None  # HEYGEN_API_KEY
+    liveavatar_api_key: Secret | None = None  # LIVEAVATAR_API_KEY
+    livekit_api_key: Secret | None = None  # LIVEKIT_API_KEY
+    livekit_api_secret: Secret | None = None  # LIVEKIT_API_SECRET
+    control_token: Secret | None = None  # HEYGEN_BRIDGE_TOKEN
 
     def present(self) -> dict[str, bool]:
         return {name: getattr(self, name) is not None for name in self.__dataclass_fields__}
@@ -176,7 +170,6 @@ class Settings:
     config: Config
     secrets: Secrets
     source: Path | None = None
-    problems: tuple[str, ...] = field(default=())
 
 
 def default_path(env: Mapping[str, str] | None = None) -> Path:
@@ -259,13 +252,22 @@ def _read_env_file(path: Path) -> dict[str, str]:
 
 
 def _secrets_from(env: Mapping[str, str]) -> Secrets:
-    found: dict[str, Secret | None] = {}
-    for var, attr in zip(SECRET_NAMES, Secrets.__dataclass_fields__, strict=True):
+    """Each secret from its own variable, by name (the fields' order does not matter)."""
+
+    def secret(var: str) -> Secret | None:
         value = env.get(var, "").strip()
-        found[attr] = Secret(value) if value else None
-        if value:
-            log.register_secret(value)
-    return Secrets(**found)
+        if not value:
+            return None
+        log.register_secret(value)
+        return Secret(value)
+
+    return Secrets(
+        heygen_api_key=secret("HEYGEN_API_KEY"),
+        liveavatar_api_key=secret("LIVEAVATAR_API_KEY"),
+        livekit_api_key=secret("LIVEKIT_API_KEY"),
+        livekit_api_secret=secret("LIVEKIT_API_SECRET"),
+        control_token=secret("HEYGEN_BRIDGE_TOKEN"),
+    )
 
 
 def _describe(err: Mapping[str, Any]) -> str:

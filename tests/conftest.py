@@ -11,7 +11,7 @@ import pytest
 from bridge.config import Secret
 from bridge.providers.heygen.client import HeyGenClient
 from bridge.sim import DEFAULT_HEYGEN_KEY
-from bridge.sim.heygen import HeyGenLimits
+from bridge.sim.clock import ManualClock
 from bridge.sim.server import Simulator
 
 pytest_plugins = [
@@ -20,6 +20,8 @@ pytest_plugins = [
     "tests.kit.camera",
     "tests.kit.simproc",
     "tests.kit.steal",
+    "tests.kit.skips",
+    "pytester",
 ]
 
 
@@ -67,13 +69,20 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
     for task in leaked:
         task.cancel()
+    await asyncio.gather(*leaked, return_exceptions=True)  # ended before the next test starts
     assert not leaked, f"tasks left running: {[t.get_name() for t in leaked]}"
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    """The provider fakes on a free loopback port; timeouts shrunk 100x (120 s idle → 1.2 s)."""
-    async with Simulator(heygen_limits=HeyGenLimits(time_scale=0.01)) as simulator:
+def clock() -> ManualClock:
+    """The simulator's time: it moves only when the test calls ``await clock.advance(s)``."""
+    return ManualClock()
+
+
+@pytest.fixture
+async def sim(clock: ManualClock) -> AsyncIterator[Simulator]:
+    """The provider fakes on a free loopback port, on the test's :func:`clock`."""
+    async with Simulator(clock=clock) as simulator:
         yield simulator
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from dataclasses import dataclass
 
 from bridge.cli import keycheck
 from bridge.config import Settings
 from bridge.devices import v4l2 as v4l2devices
-from bridge.devices.pulse_modules import server_fix
-from bridge.errors import BridgeError, Unauthorized
+from bridge.devices.pactl import COMMAND_TIMEOUT_S, Pactl, parse_info, server_fix
+from bridge.errors import BridgeError, DeviceUnavailable, Unauthorized
+
+# As long as the daemon waits for any pactl command (5 s).
+PACTL_TIMEOUT_S = COMMAND_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,59 +93,44 @@ def check_camera(settings: Settings) -> Check:
 async def check_sound_server(settings: Settings) -> Check:
     if not settings.config.microphone.enabled:
         return Check("sound server", True, "microphone disabled in config", required=False)
-    if shutil.which("pactl") is None:
-        return Check(
-            "sound server",
-            False,
-            "pactl not found",
-            fix="sudo apt install pulseaudio-utils",
-        )
-    proc = await asyncio.create_subprocess_exec(
-        "pactl",
-        "info",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
+    try:
+        # Pactl bounds the call (a hung server must not hang doctor) and runs it in the C
+        # locale, whose "Server Name:" label is what is read here.
+        answer = await Pactl(timeout=PACTL_TIMEOUT_S).run("info")
+    except DeviceUnavailable as exc:  # no pactl, no server, or no answer in time
+        return Check("sound server", False, exc.reason, fix=exc.fix)
+    if not answer.ok:
         return Check(
             "sound server",
             False,
             "no PulseAudio/PipeWire server is running for this user",
             fix=server_fix(),
         )
-    name = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in out.decode(errors="replace").splitlines()
-            if line.startswith("Server Name:")
-        ),
-        "unknown server",
-    )
-    return Check("sound server", True, name)
+    return Check("sound server", True, parse_info(answer.stdout).server_name)
 
 
 def check_conversion() -> Check:
     from bridge.pipeline import libyuv
 
-    if libyuv.load() is not None:
-        return Check("video conversion", True, "libyuv", required=False)
-    return Check(
+    return _optional(
         "video conversion",
-        False,
-        "libyuv not found: conversion falls back to swscale (about 15x slower to YUYV)",
+        "libyuv" if libyuv.load() is not None else None,
+        missing="libyuv not found: conversion falls back to swscale (about 15x slower to YUYV)",
         fix="sudo apt install libyuv0",
-        required=False,
     )
 
 
 def check_speech() -> Check:
-    if shutil.which("espeak-ng"):
-        return Check("demo voice", True, "espeak-ng", required=False)
-    return Check(
+    return _optional(
         "demo voice",
-        False,
-        "espeak-ng not found: the demo avatar speaks in tones",
+        "espeak-ng" if shutil.which("espeak-ng") else None,
+        missing="espeak-ng not found: the demo avatar speaks in tones",
         fix="sudo apt install espeak-ng",
-        required=False,
     )
+
+
+def _optional(name: str, found: str | None, *, missing: str, fix: str) -> Check:
+    """A part the bridge works without (worse): ``found`` names it, None when it is absent."""
+    if found is not None:
+        return Check(name, True, found, required=False)
+    return Check(name, False, missing, fix=fix, required=False)

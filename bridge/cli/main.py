@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import yaml
 
@@ -184,6 +184,7 @@ def common_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and its options; each command's ``func`` is what runs it."""
     parser = argparse.ArgumentParser(
         prog="heygen-bridge",
         description="An interactive AI avatar as a local virtual webcam and microphone.",
@@ -195,72 +196,116 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common_options(common, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_provider_commands(sub, common)
+    _add_config_commands(sub, common)
+    _add_local_commands(sub, common)
+    return parser
 
-    def provider_option(p: argparse.ArgumentParser) -> None:
+
+# What ``add_subparsers`` returns: typeshed names the class, argparse does not export it.
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _command(
+    sub: Subcommands,
+    name: str,
+    func: Command,
+    summary: str,
+    *,
+    common: argparse.ArgumentParser,
+    provider: bool = False,
+) -> argparse.ArgumentParser:
+    """One command that takes the common options; with ``provider``, ``--provider`` too."""
+    p = sub.add_parser(name, parents=[common], help=summary)
+    if provider:
         p.add_argument(
             "--provider",
             choices=["heygen", "liveavatar", "demo"],
             help="override the config's provider",
         )
+    p.set_defaults(func=func)
+    return p
 
-    p = sub.add_parser(
-        "run", parents=[common], help="run the bridge: avatar → virtual camera (and mic)"
+
+def _add_provider_commands(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    """The commands that talk to the avatar provider: run, avatars, sessions list|stop."""
+    run = _command(
+        sub,
+        "run",
+        cmd_run,
+        "run the bridge: avatar → virtual camera (and mic)",
+        common=common,
+        provider=True,
     )
-    provider_option(p)
-    p.add_argument(
+    run.add_argument(
         "--demo", action="store_true", help="use the built-in demo avatar (no key, no network)"
     )
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("avatars", parents=[common], help="list the avatars you can stream")
-    provider_option(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_avatars)
+    avatars = _command(
+        sub, "avatars", cmd_avatars, "list the avatars you can stream", common=common, provider=True
+    )
+    avatars.add_argument("--json", action="store_true", help="print JSON")
 
     sessions = sub.add_parser("sessions", help="list or stop the provider's active sessions")
-    ssub = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
-    p = ssub.add_parser("list", parents=[common], help="list active sessions")
-    provider_option(p)
-    p.set_defaults(func=cmd_sessions_list)
-    p = ssub.add_parser("stop", parents=[common], help="stop one session, or all of them")
-    provider_option(p)
-    p.add_argument("session_id", nargs="?", help="the session to stop")
-    p.add_argument("--all", action="store_true", help="stop every active session")
-    p.set_defaults(func=cmd_sessions_stop)
+    actions = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
+    _command(
+        actions, "list", cmd_sessions_list, "list active sessions", common=common, provider=True
+    )
+    stop = _command(
+        actions,
+        "stop",
+        cmd_sessions_stop,
+        "stop one session, or all of them",
+        common=common,
+        provider=True,
+    )
+    stop.add_argument("session_id", nargs="?", help="the session to stop")
+    stop.add_argument("--all", action="store_true", help="stop every active session")
 
+
+def _add_config_commands(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     cfg = sub.add_parser("config", help="check or show the configuration")
-    csub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    p = csub.add_parser("check", parents=[common], help="validate the config file")
-    p.set_defaults(func=cmd_config_check)
-    p = csub.add_parser(
-        "show", parents=[common], help="print the effective config (secrets hidden)"
+    actions = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    _command(actions, "check", cmd_config_check, "validate the config file", common=common)
+    _command(
+        actions,
+        "show",
+        cmd_config_show,
+        "print the effective config (secrets hidden)",
+        common=common,
     )
-    p.set_defaults(func=cmd_config_show)
 
-    p = sub.add_parser(
-        "simulate",
-        parents=[common],
-        help="run local fakes of the HeyGen and LiveAvatar APIs (rehearse without credits)",
-    )
-    from bridge.cli.simulate import add_arguments
 
-    add_arguments(p)
-    p.set_defaults(func=cmd_simulate)
-
-    p = sub.add_parser(
-        "devices", parents=[common], help="make, remove or show the virtual microphone"
-    )
+def _add_local_commands(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    """The commands for this machine: simulate, devices, doctor (their modules load lazily)."""
     from bridge.cli.devices import add_arguments as add_devices_arguments
+    from bridge.cli.simulate import add_arguments as add_simulate_arguments
 
-    add_devices_arguments(p)
-    p.set_defaults(func=cmd_devices)
-
-    p = sub.add_parser(
-        "doctor", parents=[common], help="check config, API key, camera and sound; say how to fix"
+    add_simulate_arguments(
+        _command(
+            sub,
+            "simulate",
+            cmd_simulate,
+            "run local fakes of the HeyGen and LiveAvatar APIs (rehearse without credits)",
+            common=common,
+        )
     )
-    provider_option(p)
-    p.set_defaults(func=cmd_doctor)
-    return parser
+    add_devices_arguments(
+        _command(
+            sub,
+            "devices",
+            cmd_devices,
+            "make, remove or show the virtual microphone",
+            common=common,
+        )
+    )
+    _command(
+        sub,
+        "doctor",
+        cmd_doctor,
+        "check config, API key, camera and sound; say how to fix",
+        common=common,
+        provider=True,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

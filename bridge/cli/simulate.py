@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge import sdnotify
 from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
+
+if TYPE_CHECKING:
+    from bridge.sim.media import MediaHost
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,12 +63,35 @@ def _say(text: str) -> None:
 
 async def serve(args: argparse.Namespace) -> int:
     from bridge.sim.heygen import HeyGenLimits
-    from bridge.sim.livekit_server import LiveKitServer, find_binary
-    from bridge.sim.media import MediaHost, NoMedia
     from bridge.sim.server import Simulator
 
-    server: LiveKitServer | None = None
-    media: MediaHost = NoMedia()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as owned:  # closed in reverse: sim, media, server
+        media = await _media_host(args, owned)
+        sim = Simulator(
+            host=args.host,
+            port=args.port,
+            media=media,
+            heygen_keys={args.heygen_key},
+            heygen_limits=HeyGenLimits(max_concurrent=args.max_concurrent),
+            liveavatar_keys={args.liveavatar_key},
+        )
+        await owned.enter_async_context(sim)
+        _banner(sim.url, args)
+        sdnotify.ready(sim.url)
+        await stop.wait()
+    return 0
+
+
+async def _media_host(args: argparse.Namespace, owned: contextlib.AsyncExitStack) -> MediaHost:
+    """Where the avatar publishes: ``--livekit-url``, a ``livekit-server`` started here (stopped
+    when ``owned`` closes), or nowhere (:class:`~bridge.sim.media.NoMedia`)."""
+    from bridge.sim.livekit_server import LiveKitServer, find_binary
+    from bridge.sim.media import NoMedia
+
     lk_url, lk_key, lk_secret = args.livekit_url, args.livekit_key, args.livekit_secret
     if lk_url is None and args.livekit == "auto":
         binary = find_binary()
@@ -75,44 +103,28 @@ async def serve(args: argparse.Namespace) -> int:
         else:
             log_path = Path(tempfile.gettempdir()) / "heygen-bridge-sim-livekit.log"
             server = await LiveKitServer(binary, log_path=log_path).start()
+            owned.callback(server.stop)
             lk_url, lk_key, lk_secret = server.url, server.api_key, server.api_secret
             _say(f"LiveKit server: {lk_url} (log: {log_path})")
-    if lk_url is not None:
-        from bridge.sim.avatar import LiveKitHost
+    if lk_url is None:
+        return NoMedia()
+    from bridge.sim.avatar import LiveKitHost
 
-        media = LiveKitHost(
-            url=lk_url, api_key=lk_key, api_secret=lk_secret, sync_marks=args.sync_marks
-        )
-    sim = Simulator(
-        host=args.host,
-        port=args.port,
-        media=media,
-        heygen_keys={args.heygen_key},
-        heygen_limits=HeyGenLimits(max_concurrent=args.max_concurrent),
-        liveavatar_keys={args.liveavatar_key},
+    host = LiveKitHost(url=lk_url, api_key=lk_key, api_secret=lk_secret, sync_marks=args.sync_marks)
+    owned.push_async_callback(host.aclose)
+    return host
+
+
+def _banner(url: str, args: argparse.Namespace) -> None:
+    """For people; programs read the READY message (:mod:`bridge.sdnotify`) instead."""
+    _say(f"HeyGen Streaming API fake: {url}  (API key: {args.heygen_key})")
+    _say(
+        f"  point the bridge at it: HEYGEN_BASE_URL={url} "
+        f"HEYGEN_API_KEY={args.heygen_key} heygen-bridge run --provider heygen"
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await sim.start()
-        _say(f"HeyGen Streaming API fake: {sim.url}  (API key: {args.heygen_key})")
-        _say(
-            f"  point the bridge at it: HEYGEN_BASE_URL={sim.url} "
-            f"HEYGEN_API_KEY={args.heygen_key} heygen-bridge run --provider heygen"
-        )
-        _say(f"LiveAvatar API fake: {sim.url}  (API key: {args.liveavatar_key})")
-        _say(
-            f"  point the bridge at it: LIVEAVATAR_BASE_URL={sim.url} "
-            f"LIVEAVATAR_API_KEY={args.liveavatar_key} heygen-bridge run --provider liveavatar"
-        )
-        _say("Ctrl-C stops the simulator.")
-        sdnotify.ready(sim.url)
-        await stop.wait()
-    finally:
-        await sim.aclose()
-        await media.aclose()
-        if server is not None:
-            server.stop()
-    return 0
+    _say(f"LiveAvatar API fake: {url}  (API key: {args.liveavatar_key})")
+    _say(
+        f"  point the bridge at it: LIVEAVATAR_BASE_URL={url} "
+        f"LIVEAVATAR_API_KEY={args.liveavatar_key} heygen-bridge run --provider liveavatar"
+    )
+    _say("Ctrl-C stops the simulator.")

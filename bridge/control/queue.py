@@ -3,6 +3,11 @@
 Requests are sent to the avatar one at a time, in order, each when the previous one has been
 spoken (its ``speak_ended``), so the bridge — not the provider — decides what comes next.
 States: queued → sending → speaking → done, or dropped (reason) / failed (error).
+
+The request being sent is registered before the provider is called: events that overtake
+the provider's answer (HeyGen's ``avatar_start_talking`` comes over the room while the REST
+call that returns the task id is still on its way) are held for it, and count as soon as the
+answer names their task.
 """
 
 from __future__ import annotations
@@ -20,14 +25,15 @@ from bridge.eventbus import EventBus
 from bridge.providers.base import SpeakMode
 from bridge.providers.events import AvatarEvent
 from bridge.session.manager import SessionManager
+from bridge.synthetic.voice import estimate_duration
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 1000  # characters per request: HeyGen speaks at most about 1000 per task
 MAX_PENDING = 100
 # How long a spoken request may take beyond its estimate before we stop waiting for its end.
 END_GRACE_S = 15.0
-WORDS_PER_SECOND = 2.5
+# Events held for the request being sent, until the provider names its task.
+MAX_EARLY_EVENTS = 64
 
 State = Literal["queued", "sending", "speaking", "done", "dropped", "failed"]
 
@@ -54,31 +60,37 @@ class SpeechRequest:
         }
 
 
-def validate(text: object, mode: object) -> tuple[str, SpeakMode]:
+def validate(text: object, mode: object, max_text: int) -> tuple[str, SpeakMode]:
+    """The request's text and mode, or :class:`BadInput` naming what is wrong."""
     if not isinstance(text, str):
         raise BadInput("text", "must be a string")
     if not text.strip():
         raise BadInput("text", "is empty")
-    if len(text) > MAX_TEXT:
-        raise BadInput("text", f"is {len(text)} characters; at most {MAX_TEXT} per request")
+    if len(text) > max_text:
+        raise BadInput("text", f"is {len(text)} characters; at most {max_text} per request")
     if mode not in ("repeat", "chat"):
         raise BadInput("mode", f"{mode!r} is not one of repeat, chat")
     return text.strip(), "repeat" if mode == "repeat" else "chat"
 
 
 class SpeechQueue:
-    def __init__(self, *, bus: EventBus, limit: int = MAX_PENDING) -> None:
+    def __init__(self, *, bus: EventBus, max_text: int, limit: int = MAX_PENDING) -> None:
+        """``max_text``: the most characters per request (the provider's ``max_text``);
+        ``limit``: the most requests waiting."""
         self._bus = bus
+        self._max_text = max_text
         self._limit = limit
         self._pending: deque[SpeechRequest] = deque()
         self._wakeup = asyncio.Event()
         self._by_task: dict[str, SpeechRequest] = {}
+        self._sending: SpeechRequest | None = None  # sent, its task id not known yet
+        self._early: deque[AvatarEvent] = deque(maxlen=MAX_EARLY_EVENTS)
         self.current: SpeechRequest | None = None
         self.recent: deque[SpeechRequest] = deque(maxlen=20)
         self._ids = itertools.count(1)
 
     def submit(self, text: object, mode: object = "repeat") -> SpeechRequest:
-        clean, speak_mode = validate(text, mode)
+        clean, speak_mode = validate(text, mode, self._max_text)
         if len(self._pending) >= self._limit:
             raise BadInput("queue", f"is full ({self._limit} requests waiting); try again later")
         request = SpeechRequest(id=f"s{next(self._ids)}", text=clean, mode=speak_mode)
@@ -96,9 +108,16 @@ class SpeechQueue:
         }
 
     def on_event(self, event: AvatarEvent) -> None:
-        request = self._by_task.get(event.task_id or "")
-        if request is None:
+        """An avatar event: the start or end of the request it names."""
+        if event.task_id is None:
             return
+        request = self._by_task.get(event.task_id)
+        if request is not None:
+            self._apply(event, request)
+        elif self._sending is not None:  # perhaps its task, before the provider said so
+            self._early.append(event)
+
+    def _apply(self, event: AvatarEvent, request: SpeechRequest) -> None:
         if event.kind == "speak_started" and request.state == "sending":
             request.state = "speaking"
         elif event.kind == "speak_ended":
@@ -134,16 +153,25 @@ class SpeechQueue:
 
     async def _speak(self, manager: SessionManager, request: SpeechRequest) -> None:
         request.state = "sending"
+        self._sending = request
+        self._early.clear()
         try:
-            request.task_id = await manager.speak(request.text, request.mode)
+            task_id = await manager.speak(request.text, request.mode)
         except (RemoteError, NotLive) as exc:
             self._finish(request, "failed", str(exc))
             return
-        self._by_task[request.task_id] = request
-        self._bus.emit("speech.sent", id=request.id, task_id=request.task_id)
-        words = len(request.text.split())
+        finally:
+            self._sending = None
+        request.task_id = task_id
+        if request.state != "sending":  # dropped meanwhile (the session ended)
+            return
+        self._by_task[task_id] = request
+        self._bus.emit("speech.sent", id=request.id, task_id=task_id)
+        for event in [e for e in self._early if e.task_id == task_id]:
+            self._apply(event, request)
+        self._early.clear()
         try:
-            async with asyncio.timeout(words / WORDS_PER_SECOND + END_GRACE_S):
+            async with asyncio.timeout(estimate_duration(request.text) + END_GRACE_S):
                 await request.ended.wait()
         except TimeoutError:
             self._finish(request, "done", "the avatar never confirmed the end of speech")

@@ -34,6 +34,11 @@ class Planes:
     width: int
     height: int
 
+    @property
+    def pointers(self) -> tuple[int, int, int, int, int, int]:
+        """``(y, stride_y, u, stride_uv, v, stride_uv)``: how libyuv takes an I420 picture."""
+        return (self.y, self.stride_y, self.u, self.stride_uv, self.v, self.stride_uv)
+
 
 def i420_planes(
     buf: U8,
@@ -73,66 +78,17 @@ class LibYuv:
         self._copy.restype = _I
 
     def scale(self, src: Planes, dst: Planes, filter_mode: int = FILTER_BILINEAR) -> None:
-        self._check(
-            self._scale(
-                src.y,
-                src.stride_y,
-                src.u,
-                src.stride_uv,
-                src.v,
-                src.stride_uv,
-                src.width,
-                src.height,
-                dst.y,
-                dst.stride_y,
-                dst.u,
-                dst.stride_uv,
-                dst.v,
-                dst.stride_uv,
-                dst.width,
-                dst.height,
-                filter_mode,
-            ),
-            "I420Scale",
+        result = self._scale(
+            *src.pointers, src.width, src.height, *dst.pointers, dst.width, dst.height, filter_mode
         )
+        self._check(result, "I420Scale")
 
     def copy(self, src: Planes, dst: Planes) -> None:
-        self._check(
-            self._copy(
-                src.y,
-                src.stride_y,
-                src.u,
-                src.stride_uv,
-                src.v,
-                src.stride_uv,
-                dst.y,
-                dst.stride_y,
-                dst.u,
-                dst.stride_uv,
-                dst.v,
-                dst.stride_uv,
-                src.width,
-                src.height,
-            ),
-            "I420Copy",
-        )
+        self._check(self._copy(*src.pointers, *dst.pointers, src.width, src.height), "I420Copy")
 
     def to_yuyv(self, src: Planes, dst: int, dst_stride: int) -> None:
-        self._check(
-            self._to_yuy2(
-                src.y,
-                src.stride_y,
-                src.u,
-                src.stride_uv,
-                src.v,
-                src.stride_uv,
-                dst,
-                dst_stride,
-                src.width,
-                src.height,
-            ),
-            "I420ToYUY2",
-        )
+        result = self._to_yuy2(*src.pointers, dst, dst_stride, src.width, src.height)
+        self._check(result, "I420ToYUY2")
 
     @staticmethod
     def _check(result: int, name: str) -> None:

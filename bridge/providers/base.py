@@ -2,27 +2,34 @@
 
 A :class:`Provider` is the account (list avatars and sessions, stop sessions, open one); an
 :class:`AvatarSession` is one live avatar: where its media is, how to make it speak, and how to
-read its data-channel events.
+read its events.  Commands that travel through the avatar's room (LiveAvatar's) go through the
+room link the session manager hands to each call; events come back through the manager, which
+has the session :meth:`~AvatarSession.decode` them.
+
+Also here, for every provider: :func:`start_or_discard`, the rule that a remote session whose
+start fails is stopped again (never leaked), and :func:`finish_despite_cancel`, for clean-up
+that must not be cut in half.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from bridge.errors import RemoteError
 from bridge.providers.events import AvatarEvent
 
 if TYPE_CHECKING:
-    from bridge.synthetic.performer import Performer
+    from bridge.source.base import DataChannel
+    from bridge.source.open import MediaAddress
+
+T = TypeVar("T")
 
 SpeakMode = Literal["repeat", "chat"]
-
-# Publishes a data packet into the avatar's room: (payload, topic).
-PublishData = Callable[[bytes, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,23 +47,6 @@ class SessionInfo:
     created_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LiveKitMedia:
-    """The avatar is in a LiveKit room; the bridge joins it with ``token``."""
-
-    url: str
-    token: str
-    avatar_identity: str = "heygen"
-
-
-@dataclass(frozen=True, slots=True)
-class LocalMedia:
-    """The avatar runs in this process (demo): frames and audio come from a performer."""
-
-    performer: Performer
-    fps: float
-
-
 class AvatarSession(Protocol):
     @property
     def provider(self) -> str: ...
@@ -65,23 +55,24 @@ class AvatarSession(Protocol):
     def session_id(self) -> str: ...
 
     @property
-    def media(self) -> LiveKitMedia | LocalMedia: ...
+    def media(self) -> MediaAddress:
+        """Where the avatar's media is: a LiveKit room, or this process (the demo)."""
+        ...
 
     @property
     def keep_alive_every(self) -> float | None:
         """Send keep-alives this often (seconds); None when the session needs none."""
         ...
 
-    @property
-    def max_text(self) -> int:
-        """The most characters one speak request may carry."""
+    async def speak(self, text: str, mode: SpeakMode, room: DataChannel | None) -> str:
+        """Make the avatar speak ``text`` (at most the provider's ``max_text`` characters);
+        returns the provider's task id, which its events carry.  ``room`` is the session's
+        room link (None without a room), for providers whose commands travel through it."""
         ...
 
-    async def speak(self, text: str, mode: SpeakMode) -> str:
-        """Make the avatar speak; returns the provider's task id."""
+    async def interrupt(self, room: DataChannel | None) -> None:
+        """Stop speaking and drop what is queued at the provider."""
         ...
-
-    async def interrupt(self) -> None: ...
 
     async def keep_alive(self) -> None: ...
 
@@ -90,11 +81,7 @@ class AvatarSession(Protocol):
         ...
 
     def decode(self, payload: bytes, topic: str | None) -> list[AvatarEvent]:
-        """The bridge events carried by one data packet from the avatar's room."""
-        ...
-
-    def attach(self, publish: PublishData) -> None:
-        """Give the session a way to send data packets into its room (LiveAvatar commands)."""
+        """The bridge events carried by one data packet from the avatar's media source."""
         ...
 
 
@@ -117,20 +104,67 @@ class _NoRecord:
 NO_RECORD: SessionRecorder = _NoRecord()
 
 
-async def discard(
+async def start_or_discard(
+    session_id: str,
+    start: Callable[[], Awaitable[T]],
+    *,
+    stop_session: Callable[[str], Awaitable[None]],
+    recorder: SessionRecorder,
+) -> T:
+    """The remote session ``session_id`` now exists: put it on record, then ``start()`` it.
+
+    If starting fails, or is cancelled, the session is stopped again before the error goes
+    on, so a failed start never leaves a session running (it would count against the
+    account's concurrency limit, and cost).  If that stop fails too, the record keeps the
+    session and the next start of the bridge stops it.
+    """
+    await recorder.created(session_id)
+    try:
+        return await start()
+    except BaseException:
+        await finish_despite_cancel(
+            _discard(stop_session, session_id, recorder), name=f"discard-{session_id}"
+        )
+        raise
+
+
+async def _discard(
     stop_session: Callable[[str], Awaitable[None]], session_id: str, recorder: SessionRecorder
 ) -> None:
-    """Stop a session that failed to start; if that fails too, the record keeps it (and the
-    next start stops it)."""
-    with contextlib.suppress(RemoteError):
+    with contextlib.suppress(RemoteError):  # it stays on record: the next start stops it
         await stop_session(session_id)
         await recorder.stopped(session_id)
+
+
+async def finish_despite_cancel(cleanup: Coroutine[Any, Any, T], *, name: str) -> T:
+    """Run ``cleanup`` to its end even if the caller is cancelled meanwhile; then the
+    cancellation goes on (raised here).
+
+    For clean-up that must not be cut in half, such as stopping a remote session.  Unlike an
+    ``asyncio.shield`` in a ``finally``, which a second cancel leaves running with nobody
+    awaiting it, the clean-up keeps its owner: every cancel is held until it is done.  So
+    ``cleanup`` must bound its own time (a timeout); a forced stop (supervisor.py) is the way
+    out of a clean-up that hangs.
+    """
+    task = asyncio.get_running_loop().create_task(cleanup, name=name)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait([task])  # unlike awaiting the task, never cancels it
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        failed = None if task.cancelled() else task.exception()
+        raise asyncio.CancelledError from failed
+    return task.result()
 
 
 class Provider(Protocol):
     name: str
     # Where its sessions live ("<name> <API base URL>"); None when nothing runs remotely.
     account: str | None
+    # The most characters one speak request may carry (the speech queue refuses longer).
+    max_text: int
 
     async def list_avatars(self) -> list[AvatarInfo]: ...
 
@@ -140,7 +174,7 @@ class Provider(Protocol):
 
     async def open_session(self, recorder: SessionRecorder = NO_RECORD) -> AvatarSession:
         """Create and start a session; ``recorder`` hears of it as soon as it exists, and
-        of its stop if starting fails."""
+        of its stop if starting fails (see :func:`start_or_discard`)."""
         ...
 
     async def aclose(self) -> None: ...

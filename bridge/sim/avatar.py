@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
+from collections import deque
 from datetime import timedelta
 
 from livekit import api, rtc
 
 from bridge.media.frames import I16, U8
-from bridge.sim.media import Dialect, RoomSpec
+from bridge.sim.media import Hooks, JoinFailed, RoomSpec
+from bridge.sim.tasks import cancel_and_wait, for_each
 from bridge.synthetic.clock import drive
 from bridge.synthetic.performer import Performer, SpeechEvent
 
@@ -33,19 +33,9 @@ STREAM = "avatar"
 class LiveKitAvatar:
     """One avatar in one room.  Created by :meth:`LiveKitHost.join`."""
 
-    def __init__(
-        self,
-        spec: RoomSpec,
-        *,
-        dialect: Dialect,
-        on_data: Callable[[bytes, str | None], None] | None,
-        on_lost: Callable[[], None] | None,
-        sync_marks: bool,
-    ) -> None:
+    def __init__(self, spec: RoomSpec, hooks: Hooks, *, sync_marks: bool) -> None:
         self.spec = spec
-        self._dialect = dialect
-        self._on_data = on_data
-        self._on_lost = on_lost
+        self._hooks = hooks
         self.performer = Performer(
             width=spec.width, height=spec.height, fps=FPS, sync_marks=sync_marks
         )
@@ -55,11 +45,16 @@ class LiveKitAvatar:
         self._task: asyncio.Task[None] | None = None
         self._leaving = False
         self._next_capture = 0.0
+        # Frames waiting for their audio (see _send_video), in due order; cancelled on leave.
+        self._captures: deque[asyncio.TimerHandle] = deque()
 
     async def join(self) -> None:
         self._room.on("data_received", self._data_received)
         self._room.on("disconnected", self._disconnected)
-        await self._room.connect(self.spec.url, self.spec.token)
+        try:
+            await self._room.connect(self.spec.url, self.spec.token)
+        except rtc.ConnectError as exc:
+            raise JoinFailed(f"cannot join {self.spec.room} at {self.spec.url}: {exc}") from exc
         publisher = self._room.local_participant
         await publisher.publish_track(
             rtc.LocalVideoTrack.create_video_track("avatar-video", self._video),
@@ -93,12 +88,14 @@ class LiveKitAvatar:
         if lag < 0.002:
             self._capture(buf.data)
             return
-        due = max(time.monotonic() + lag, self._next_capture)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._captures and self._captures[0].when() <= now:
+            self._captures.popleft()  # already run
+        due = max(now + lag, self._next_capture)
         self._next_capture = due
-        asyncio.get_running_loop().call_later(
-            due - time.monotonic(),
-            self._capture,
-            buf.copy().data,  # the renderer reuses its buffer
+        self._captures.append(
+            loop.call_at(due, self._capture, buf.copy().data)  # the renderer reuses its buffer
         )
 
     def _capture(self, data: memoryview) -> None:
@@ -113,7 +110,7 @@ class LiveKitAvatar:
         await self._audio.capture_frame(frame)
 
     async def _send_event(self, event: SpeechEvent) -> None:
-        for payload, topic in self._dialect.packets(event):
+        for payload, topic in self._hooks.dialect.packets(event):
             await self.publish(payload, topic)
 
     async def publish(self, payload: bytes, topic: str) -> None:
@@ -121,13 +118,13 @@ class LiveKitAvatar:
             await self._room.local_participant.publish_data(payload, reliable=True, topic=topic)
 
     def _data_received(self, packet: rtc.DataPacket) -> None:
-        if self._on_data is not None:
-            self._on_data(packet.data, packet.topic)
+        if self._hooks.on_data is not None:
+            self._hooks.on_data(packet.data, packet.topic)
 
     def _disconnected(self, reason: object) -> None:
-        if not self._leaving and self._on_lost is not None:
+        if not self._leaving and self._hooks.on_lost is not None:
             log.info("simulated avatar lost room %s: %s", self.spec.room, reason)
-            self._on_lost()
+            self._hooks.on_lost()
 
     async def say(self, text: str, task_id: str) -> float:
         return await self.performer.say(text, task_id)
@@ -142,14 +139,16 @@ class LiveKitAvatar:
         if self._leaving:
             return
         self._leaving = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        # Send the end events of speech cut short, then leave.
-        for event in self.performer.drain_events():
-            await self._send_event(event)
-        await self._room.disconnect()
+        while self._captures:
+            self._captures.popleft().cancel()
+        task, self._task = self._task, None
+        try:
+            await cancel_and_wait(task)  # a performer that died re-raises, once out of the room
+            # Send the end events of speech cut short, then leave.
+            for event in self.performer.drain_events():
+                await self._send_event(event)
+        finally:
+            await self._room.disconnect()
 
 
 class LiveKitHost:
@@ -181,17 +180,8 @@ class LiveKitHost:
             .to_jwt()
         )
 
-    async def join(
-        self,
-        spec: RoomSpec,
-        *,
-        dialect: Dialect,
-        on_data: Callable[[bytes, str | None], None] | None = None,
-        on_lost: Callable[[], None] | None = None,
-    ) -> LiveKitAvatar:
-        avatar = LiveKitAvatar(
-            spec, dialect=dialect, on_data=on_data, on_lost=on_lost, sync_marks=self._sync_marks
-        )
+    async def join(self, spec: RoomSpec, hooks: Hooks) -> LiveKitAvatar:
+        avatar = LiveKitAvatar(spec, hooks, sync_marks=self._sync_marks)
         await avatar.join()
         self.avatars[spec.room] = avatar
         return avatar
@@ -213,9 +203,11 @@ class LiveKitHost:
                 raise
 
     async def aclose(self) -> None:
-        for avatar in list(self.avatars.values()):
-            await avatar.leave()
-        self.avatars.clear()
-        if self._api is not None:
-            await self._api.aclose()
-            self._api = None
+        """Every avatar leaves (one that fails does not keep the others in), then the API."""
+        avatars, self.avatars = list(self.avatars.values()), {}
+        try:
+            await for_each(avatars, LiveKitAvatar.leave)
+        finally:
+            if self._api is not None:
+                api_client, self._api = self._api, None
+                await api_client.aclose()

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -74,19 +74,20 @@ def auth_kind(request: web.Request) -> str:
 def middleware(
     *, service_of: Callable[[str], str | None], faults: FaultPlan, ledger: Ledger
 ) -> Middleware:
-    """Apply faults to API paths and record every API request in the ledger."""
+    """Apply faults to API paths and record every API request, with its body, in the ledger."""
 
     @web.middleware
     async def apply(request: web.Request, handler: Handler) -> web.StreamResponse:
         service = service_of(request.path)
         if service is None:
             return await handler(request)
+        body = await _body_of(request)  # aiohttp keeps it: the handler reads it again
         response: web.StreamResponse | None = None
         for fault in faults.take(request.path):
             if fault.kind == "latency":
                 await asyncio.sleep(fault.delay)
             elif fault.kind == "drop":
-                _record(ledger, service, request, status=0, code=None)
+                _record(ledger, service, request, body, status=0, code=None)
                 if request.transport is not None:
                     request.transport.abort()
                 raise asyncio.CancelledError  # aiohttp ends the handler quietly
@@ -96,7 +97,8 @@ def middleware(
                     response.headers["Retry-After"] = f"{fault.retry_after:g}"
         if response is None:
             response = await handler(request)
-        _record(ledger, service, request, status=response.status, code=response.get(CODE_KEY))
+        code = response.get(CODE_KEY)
+        _record(ledger, service, request, body, status=response.status, code=code)
         return response
 
     return apply
@@ -110,8 +112,27 @@ def error_response(status: int, code: int | None, message: str) -> web.Response:
     return response
 
 
+async def _body_of(request: web.Request) -> Any:
+    """The parsed JSON body; its text when it is not JSON; None when there is none."""
+    if not request.body_exists:
+        return None
+    text = (await request.read()).decode("utf-8", errors="replace")
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _record(
-    ledger: Ledger, service: str, request: web.Request, *, status: int, code: int | None
+    ledger: Ledger,
+    service: str,
+    request: web.Request,
+    body: Any,
+    *,
+    status: int,
+    code: int | None,
 ) -> None:
     ledger.record_request(
         RequestRecord(
@@ -122,5 +143,7 @@ def _record(
             status=status,
             code=code,
             auth=auth_kind(request),
+            body=body,
+            query=dict(request.query),
         )
     )

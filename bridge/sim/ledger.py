@@ -1,13 +1,16 @@
-"""What happened inside a simulator: every request, and every session's life.
+"""What happened inside a simulator: every request (with what the client sent), and every
+session's life.
 
-Tests read it to prove that a 4xx was not retried (one request) or that no session leaked.
+Tests read it to prove that a 4xx was not retried (one request), that no session leaked, and
+which fields a client sent: the fakes ignore fields they do not know, as the real services do,
+so a misspelt field is caught here (``bodies``), not by a refusal.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 SessionEventKind = Literal["created", "started", "connected", "stopped", "expired"]
 
@@ -21,6 +24,9 @@ class RequestRecord:
     status: int
     code: int | None
     auth: str  # "api_key", "bearer", "none"
+    # The JSON the client sent (the text itself when it was not JSON; None without a body).
+    body: Any = None
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,10 @@ class Ledger:
 
     def requests_to(self, path: str) -> list[RequestRecord]:
         return [r for r in self.requests if r.path == path]
+
+    def bodies(self, path: str) -> list[Any]:
+        """What the client sent to ``path``, one entry per request, oldest first."""
+        return [r.body for r in self.requests_to(path)]
 
     def sessions(self, kind: SessionEventKind) -> list[str]:
         return [e.session_id for e in self.session_events if e.kind == kind]

@@ -18,6 +18,10 @@ from bridge.synthetic.voice import estimate_duration
 
 # (payload, topic) data packets an avatar publishes for one speech event.
 Packets = list[tuple[bytes, str]]
+# A data packet the avatar received in its room: (payload, topic).
+OnData = Callable[[bytes, str | None], None]
+# The avatar to whom every provider gives this LiveKit identity (reference §3.1).
+AVATAR_IDENTITY = "heygen"
 
 
 class Dialect(Protocol):
@@ -33,8 +37,26 @@ class RoomSpec:
     token: str  # what the avatar joins with
     width: int
     height: int
-    identity: str = "heygen"
+    identity: str = AVATAR_IDENTITY
     codec: str = "VP8"  # H264 | VP8, as the session asked
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """How an avatar and its service talk: speech events go out in the service's ``dialect``;
+    ``on_data`` hears packets sent into the room; ``on_lost`` hears that the room dropped it."""
+
+    dialect: Dialect
+    on_data: OnData | None = None
+    on_lost: Callable[[], None] | None = None
+
+
+class JoinFailed(Exception):
+    """The avatar could not enter its room (the LiveKit server refused it or is unreachable).
+
+    The one failure a fake turns into a failed session, as the real service would; any other
+    exception from a join is a bug of the simulator and propagates.
+    """
 
 
 class AvatarLink(Protocol):
@@ -60,14 +82,9 @@ class MediaHost(Protocol):
 
     def token(self, room: str, identity: str, *, publish: bool) -> str: ...
 
-    async def join(
-        self,
-        spec: RoomSpec,
-        *,
-        dialect: Dialect,
-        on_data: Callable[[bytes, str | None], None] | None = None,
-        on_lost: Callable[[], None] | None = None,
-    ) -> AvatarLink: ...
+    async def join(self, spec: RoomSpec, hooks: Hooks) -> AvatarLink:
+        """The avatar in the room; raises :class:`JoinFailed` when the room cannot be joined."""
+        ...
 
     async def close_room(self, room: str) -> None: ...
 
@@ -108,14 +125,7 @@ class NoMedia:
     def token(self, room: str, identity: str, *, publish: bool) -> str:
         return f"sim-no-livekit.{room}.{identity}"
 
-    async def join(
-        self,
-        spec: RoomSpec,
-        *,
-        dialect: Dialect,
-        on_data: Callable[[bytes, str | None], None] | None = None,
-        on_lost: Callable[[], None] | None = None,
-    ) -> AvatarLink:
+    async def join(self, spec: RoomSpec, hooks: Hooks) -> AvatarLink:
         return _SilentAvatar(1.0)
 
     async def close_room(self, room: str) -> None:

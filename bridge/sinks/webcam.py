@@ -1,11 +1,18 @@
 """The virtual webcam: avatar frames to a v4l2loopback device (pyvirtualcam), at a steady rate.
 
-A named thread converts and writes.  A fresh avatar frame is written as soon as it arrives
-(a faster source is decimated to about the configured rate); when none comes it writes the
-last frame again, and after ``slate_after`` seconds the slate, so apps never lose the camera
-(``exclusive_caps=1`` devices vanish from browsers without a writer).  Without a device the
-thread runs all the same (the snapshot shows what the camera would) and retries the device
-every few seconds.
+``put(frame)`` (event loop) only drops the frame into a latest-wins slot with a delay line
+(:class:`~bridge.media.slot.LatestSlot`; ``set_delay`` is how :mod:`bridge.sinks.av_align`
+makes the picture wait for the voice).  A named thread (``webcam-writer``) converts and
+writes.  A fresh avatar frame is written as soon as it arrives (a faster source is decimated
+to about the configured rate); when none comes it writes the last frame again, and after
+``slate_after`` seconds the slate, so apps never lose the camera (``exclusive_caps=1``
+devices vanish from browsers without a writer).  Without a device the thread runs all the
+same (the snapshot shows what the camera would) and retries the device every few seconds.
+
+A write that fails closes the device, is counted (``write_failures``) and the device is
+reopened later; a backend error of an unexpected kind is survived the same way until it comes
+``UNEXPECTED_FAILURES_LIMIT`` times in a row, which ends the writer (ERROR log, ``state``
+``failed``).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pyvirtualcam
 
@@ -26,6 +33,7 @@ from bridge.media.frames import U8, VideoFrame
 from bridge.media.slot import LatestSlot
 from bridge.pipeline.slate import render_slate
 from bridge.pipeline.video import VideoConverter
+from bridge.sinks.base import NOT_IN_SNAPSHOT, ThreadedSink, snapshot_of
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +46,21 @@ MIN_SPACING = 0.1
 # ordinary network jitter does not turn into a repeat plus a delayed frame.
 FRESH_WAIT = 1.2
 DEVICE_RETRY_S = 5.0
+# What the camera backends raise when the device fails (pybind11 turns the native backends'
+# std::runtime_error into RuntimeError); anything else is unexpected (see _write).
+DEVICE_ERRORS = (RuntimeError, OSError)
+UNEXPECTED_FAILURES_LIMIT = 3
+
+CameraState = Literal["starting", "writing", "unavailable", "stopped", "failed"]
+Showing = Literal["avatar", "repeat", "slate"]
 
 
 @dataclass
 class CameraStats:
-    state: str = "starting"  # writing | unavailable | stopped
+    state: CameraState = "starting"
     device: str | None = None
     engine: str = ""
+    showing: Showing = "slate"
     frames_in: int = 0
     frames_out: int = 0
     repeats: int = 0
@@ -53,32 +69,27 @@ class CameraStats:
     max_gap_ms: float = 0.0
     max_late_ms: float = 0.0
     delay_ms: float = 0.0
+    write_failures: int = 0  # device writes that raised (the device was then reopened)
     last_error: str | None = None
     fix: str | None = None
-    showing: str = "slate"  # avatar | repeat | slate
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=600))
+    # What the bridge added per fresh frame; the snapshot gives its p50 and p95.
+    latencies_ms: deque[float] = field(
+        default_factory=lambda: deque(maxlen=600), metadata=NOT_IN_SNAPSHOT
+    )
 
     def snapshot(self) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
-        pick = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 3)) if lat else None
         return {
-            "state": self.state,
-            "device": self.device,
-            "engine": self.engine,
-            "showing": self.showing,
-            "frames_in": self.frames_in,
-            "frames_out": self.frames_out,
-            "repeats": self.repeats,
-            "slate_frames": self.slate_frames,
-            "dropped": self.dropped,
-            "max_gap_ms": round(self.max_gap_ms, 1),
-            "max_late_ms": round(self.max_late_ms, 1),
-            "delay_ms": self.delay_ms,
-            "latency_ms_p50": pick(0.5) if pick else None,
-            "latency_ms_p95": pick(0.95) if pick else None,
-            "last_error": self.last_error,
-            "fix": self.fix,
+            **snapshot_of(self),
+            "latency_ms_p50": _quantile(lat, 0.5),
+            "latency_ms_p95": _quantile(lat, 0.95),
         }
+
+
+def _quantile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
 
 def open_camera(cfg: CameraConfig) -> Any:
@@ -108,8 +119,8 @@ def open_camera(cfg: CameraConfig) -> Any:
         ) from exc
 
 
-class WebcamSink:
-    """``start()`` launches the writer thread; ``put()`` offers a frame; ``close()`` stops."""
+class WebcamSink(ThreadedSink):
+    """``start()`` launches the writer thread; ``put()`` offers a frame; ``aclose()`` stops."""
 
     def __init__(self, cfg: CameraConfig) -> None:
         self.cfg = cfg
@@ -120,9 +131,9 @@ class WebcamSink:
         )
         self.stats.engine = self._converter.engine
         self._slate = render_slate(cfg.width, cfg.height, cfg.pixel_format, image=cfg.slate_image)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__("webcam-writer", wake=self.slot.wake)
         self._camera: Any = None
+        self._unexpected_in_a_row = 0
         self._next_device_try = 0.0
         self._showing: U8 = self._slate
         self._showing_lock = threading.Lock()
@@ -135,16 +146,7 @@ class WebcamSink:
         self.slot.set_delay(seconds)
         self.stats.delay_ms = round(seconds * 1000, 1)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="webcam-writer", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self.slot.wake()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def _release(self) -> None:
         if self._camera is not None:
             self._camera.close()
             self._camera = None
@@ -181,10 +183,11 @@ class WebcamSink:
         last_send = time.perf_counter() - interval
         last_fresh = last_fresh_write = float("-inf")
         fresh_last = False
-        while not self._stop.is_set():
+        stopping = self._stopping
+        while not stopping.is_set():
             due = last_send + interval * (FRESH_WAIT if fresh_last else 1.0)
             frame = self.slot.wait_newer(max(0.0, due - time.perf_counter()))
-            if self._stop.is_set():
+            if stopping.is_set():
                 break
             now = time.perf_counter()
             if frame is None:
@@ -205,7 +208,7 @@ class WebcamSink:
                     output = self._converter.convert(frame)
                 stats.frames_in += 1
                 last_fresh = time.perf_counter()
-                showing = "avatar"
+                showing: Showing = "avatar"
             elif now - last_fresh > self.cfg.slate_after:
                 output, showing = self._slate, "slate"
                 stats.slate_frames += 1
@@ -234,12 +237,27 @@ class WebcamSink:
             return
         try:
             self._camera.send(output)
-        # Camera backends are third-party native code: whatever a write raises, the writer
-        # must live on (apps lose the camera when nobody writes), so it reopens the device.
+        except DEVICE_ERRORS as exc:
+            self._write_failed(exc, now)
+        # Camera backends are third-party native code, and apps lose the camera when nobody
+        # writes: an error of another kind may be one bad frame, so it is survived the same
+        # way, unless it keeps coming (a bug): then the writer ends, logged at ERROR.
         except Exception as exc:
-            log.warning("camera write failed, will reopen: %s", exc)
-            self.stats.last_error = str(exc)
-            self._camera.close()
-            self._camera = None
-            self._next_device_try = now + DEVICE_RETRY_S
-            self.stats.state = "unavailable"
+            self._write_failed(exc, now)
+            self._unexpected_in_a_row += 1
+            if self._unexpected_in_a_row >= UNEXPECTED_FAILURES_LIMIT:
+                self.stats.state = "failed"
+                raise
+        else:
+            self._unexpected_in_a_row = 0
+
+    def _write_failed(self, exc: Exception, now: float) -> None:
+        """Count the failure and close the device; it is reopened after DEVICE_RETRY_S."""
+        log.warning("camera write failed, will reopen: %s", exc)
+        stats = self.stats
+        stats.write_failures += 1
+        stats.last_error = str(exc)
+        self._camera.close()
+        self._camera = None
+        self._next_device_try = now + DEVICE_RETRY_S
+        stats.state = "unavailable"

@@ -1,30 +1,33 @@
-"""The avatar's LiveKit room → I420 video frames, 48 kHz mono audio chunks and data packets.
+"""The avatar's LiveKit room → I420 video frames and 48 kHz mono audio chunks.
 
-Joins with the session's url/token, subscribes to the avatar participant's tracks and hands
-every frame on as a view (no copy in Python).  Streams are bounded (``capacity``): video
-keeps the newest frames, audio a short FIFO.  It survives track republish (a new consumer per
-subscription) and room loss (it rejoins with backoff).  Consumers are cancelled on
-unsubscribe/disconnect, because a ``VideoStream`` does not end its iterator at end of stream
-(reference/media-api-and-numbers.md §2).
+Joins through the session's :class:`~bridge.source.room.RoomLink`, subscribes to the avatar
+participant's tracks and hands every frame on as a view (no copy in Python).  Streams are
+bounded (``capacity``): video keeps the newest frames, audio a short FIFO.  It survives track
+republish (a new consumer per subscription) and room loss (it rejoins with backoff).
+
+Every track consumer runs in the task group of its stay in the room, so none outlives it and
+none dies unseen: a consumer that raises ends the stay and :meth:`LiveKitSource.run` raises
+:class:`~bridge.source.base.SourceFailed` (the manager renews the session).  Consumers are
+cancelled on unsubscribe and on leaving, because a ``VideoStream`` does not end its iterator
+at end of stream (reference/media-api-and-numbers.md §2).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 from livekit import rtc
-from livekit.rtc.participant import PublishDataError
 
+from bridge.backoff import Backoff, Retrying
 from bridge.media.frames import AudioChunk, VideoFrame
-from bridge.providers.base import LiveKitMedia
+from bridge.source.base import MediaHandlers, SourceFailed
+from bridge.source.room import RoomLink
 
 log = logging.getLogger(__name__)
 
@@ -39,185 +42,174 @@ AUDIO_FRAME_MS = 40
 # the bridge 30 ms before the chunk did.  Lip sync counts from that first sample.
 WEBRTC_FRAME_MS = 10
 AUDIO_CAPACITY = 13  # 0.5 s before the oldest is dropped
-REJOIN_FIRST_S, REJOIN_MAX_S = 0.2, 5.0
+REJOIN = Backoff(first=0.2, cap=5.0, spread=(0.5, 1.0))
+
+SourceState = Literal["idle", "connecting", "connected", "reconnecting", "stopped"]
+TrackKind = Literal["video", "audio"]
 
 
 @dataclass
 class SourceStats:
-    state: str = "idle"  # connecting | connected | reconnecting | stopped
+    state: SourceState = "idle"
     video_frames: int = 0
     audio_frames: int = 0
-    data_packets: int = 0
     rejoins: int = 0
     avatar_present: bool = False
     video_size: tuple[int, int] | None = None
     last_error: str | None = None
-    tracks: dict[str, str] = field(default_factory=dict)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "avatar_present": self.avatar_present,
-            "video_frames": self.video_frames,
-            "audio_frames": self.audio_frames,
-            "data_packets": self.data_packets,
-            "rejoins": self.rejoins,
-            "video_size": list(self.video_size) if self.video_size else None,
-            "last_error": self.last_error,
-        }
 
 
 class LiveKitSource:
-    def __init__(
-        self,
-        media: LiveKitMedia,
-        *,
-        on_video: Callable[[VideoFrame], None],
-        on_audio: Callable[[AudioChunk], None],
-        on_data: Callable[[bytes, str | None], None],
-        on_avatar: Callable[[bool], None] | None = None,
-    ) -> None:
-        self.media = media
-        self._on_video = on_video
-        self._on_audio = on_audio
-        self._on_data = on_data
-        self._on_avatar = on_avatar
+    """The avatar's tracks in its LiveKit room, handed to ``handlers`` (a :class:`Source`)."""
+
+    def __init__(self, link: RoomLink, handlers: MediaHandlers) -> None:
+        self.link = link
+        self._handlers = handlers
         self.stats = SourceStats()
-        self._room: rtc.Room | None = None
+        self._group: asyncio.TaskGroup | None = None  # the consumers of the current stay
         self._consumers: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
-        """Stay in the room until cancelled, rejoining whenever the room is lost."""
-        attempt = 0
+        """Stay in the room until cancelled, rejoining whenever the room is lost.
+
+        :class:`SourceFailed` when a track consumer died (the cause is chained).
+        """
+        joining = Retrying(REJOIN)
         try:
             while True:
-                lost = asyncio.Event()
-                room = self._new_room(lost)
                 self.stats.state = "connecting" if self.stats.rejoins == 0 else "reconnecting"
-                try:
-                    await room.connect(self.media.url, self.media.token, rtc.RoomOptions())
-                except rtc.ConnectError as exc:
-                    self.stats.last_error = f"cannot join the avatar's room: {exc}"
-                    log.warning("%s", self.stats.last_error)
-                    attempt += 1
-                    await asyncio.sleep(_backoff(attempt))
+                if not await self._stay():
+                    await asyncio.sleep(joining.failed())
                     continue
-                attempt = 0
-                self._room = room
-                self.stats.state = "connected"
-                log.info("joined the avatar's room as %s", room.local_participant.identity)
-                try:
-                    await lost.wait()
-                finally:
-                    await self._leave(room)
+                joining.succeeded()
                 self.stats.rejoins += 1
                 self.stats.state = "reconnecting"
-                log.warning("lost the avatar's room; rejoining")
-                await asyncio.sleep(_backoff(1))
+                log.warning("lost the avatar's room (%s); rejoining", self.stats.last_error)
+                await asyncio.sleep(REJOIN.delay(1))
         finally:
             self.stats.state = "stopped"
 
     def snapshot(self) -> dict[str, Any]:
-        return self.stats.snapshot()
+        s = self.stats
+        return {
+            "state": s.state,
+            "avatar_present": s.avatar_present,
+            "video_frames": s.video_frames,
+            "audio_frames": s.audio_frames,
+            "data_packets": self.link.data_packets,
+            "rejoins": s.rejoins,
+            "video_size": list(s.video_size) if s.video_size else None,
+            "last_error": s.last_error,
+        }
 
-    async def publish(self, payload: bytes, topic: str) -> None:
-        """Send a data packet into the room (reliable); ConnectionError when it cannot."""
-        room = self._room
-        if room is None or not room.isconnected():
-            raise ConnectionError("not in the avatar's room")
+    # --- one stay in the room ----------------------------------------------------------
+
+    async def _stay(self) -> bool:
+        """Join, consume the avatar's tracks until the room is lost, leave.
+
+        False when the room could not be joined; :class:`SourceFailed` when a consumer died.
+        """
+        joined = False
         try:
-            await room.local_participant.publish_data(payload, reliable=True, topic=topic)
-        except PublishDataError as exc:  # one contract for callers: ConnectionError
-            raise ConnectionError(f"could not send into the avatar's room: {exc}") from exc
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                try:
+                    joined = await self._join()
+                    if joined:
+                        self.stats.last_error = await self.link.lost()
+                        self._presence(False)  # a lost room takes the avatar with it
+                finally:
+                    self._group = None
+                    for task in self._consumers.values():
+                        task.cancel()  # the group awaits them
+                    self._consumers.clear()
+        except BaseExceptionGroup as died:  # only a consumer's death (or a bug) ends up here
+            _raise_failure(died)
+        finally:
+            self.stats.avatar_present = False
+            await self.link.leave()
+        return joined
 
-    # --- room events -------------------------------------------------------------------
+    async def _join(self) -> bool:
+        try:
+            await self.link.join(self._watch)
+        except rtc.ConnectError as exc:
+            self.stats.last_error = f"cannot join the avatar's room: {exc}"
+            log.warning("%s", self.stats.last_error)
+            return False
+        self.stats.state = "connected"
+        log.info("joined the avatar's room as %s", self.link.identity)
+        return True
 
-    def _new_room(self, lost: asyncio.Event) -> rtc.Room:
-        room = rtc.Room()
+    def _watch(self, room: rtc.Room) -> None:
+        avatar = self.link.address.avatar_identity
 
         @room.on("track_subscribed")
         def _subscribed(
             track: rtc.Track, publication: rtc.RemoteTrackPublication, who: rtc.RemoteParticipant
         ) -> None:
-            if who.identity == self.media.avatar_identity:
-                self._consume(track)
+            if who.identity == avatar and self._group is not None:
+                self._consume(self._group, track)
                 if track.kind == rtc.TrackKind.KIND_VIDEO:
-                    self._avatar(True)
+                    self._presence(True)
 
         @room.on("track_unsubscribed")
         def _unsubscribed(
             track: rtc.Track, publication: rtc.RemoteTrackPublication, who: rtc.RemoteParticipant
         ) -> None:
             self._stop_consumer(track.sid)
-            if (
-                who.identity == self.media.avatar_identity
-                and track.kind == rtc.TrackKind.KIND_VIDEO
-            ):
-                self._avatar(False)
+            if who.identity == avatar and track.kind == rtc.TrackKind.KIND_VIDEO:
+                self._presence(False)
 
         @room.on("participant_disconnected")
         def _left(who: rtc.RemoteParticipant) -> None:
-            if who.identity == self.media.avatar_identity:
-                self._avatar(False)
+            if who.identity == avatar:
+                self._presence(False)
 
-        @room.on("data_received")
-        def _data(packet: rtc.DataPacket) -> None:
-            self.stats.data_packets += 1
-            self._on_data(packet.data, packet.topic)
-
-        @room.on("disconnected")
-        def _disconnected(reason: Any) -> None:
-            self.stats.last_error = f"room disconnected ({reason})"
-            lost.set()
-
-        return room
-
-    def _avatar(self, present: bool) -> None:
-        if present != self.stats.avatar_present:
+    def _presence(self, present: bool) -> None:
+        """Tell the handlers when the avatar's picture comes or goes, during a stay only:
+        whoever ends a stay (cancel, a consumer's death) knows already."""
+        if self._group is not None and present != self.stats.avatar_present:
             self.stats.avatar_present = present
             log.info("avatar video %s", "arrived" if present else "gone")
-            if self._on_avatar is not None:
-                self._on_avatar(present)
+            self._handlers.presence(present)
 
-    async def _leave(self, room: rtc.Room) -> None:
-        self._room = None
-        consumers = list(self._consumers.values())
-        for sid in list(self._consumers):
-            self._stop_consumer(sid)
-        await asyncio.gather(*consumers, return_exceptions=True)
-        self._avatar(False)
-        with contextlib.suppress(rtc.ConnectError):  # already gone is fine
-            await room.disconnect()
+    # --- consumers -----------------------------------------------------------------------
 
-    # --- consumers ---------------------------------------------------------------------
-
-    def _consume(self, track: rtc.Track) -> None:
+    def _consume(self, group: asyncio.TaskGroup, track: rtc.Track) -> None:
+        job: Coroutine[Any, Any, None]
         if track.kind == rtc.TrackKind.KIND_VIDEO:
+            kind: TrackKind = "video"
             job = self._video(track)
         elif track.kind == rtc.TrackKind.KIND_AUDIO:
+            kind = "audio"
             job = self._audio(track)
         else:
             return
         self._stop_consumer(track.sid)
-        self.stats.tracks[track.sid] = (
-            "video" if track.kind == rtc.TrackKind.KIND_VIDEO else "audio"
-        )
-        self._consumers[track.sid] = asyncio.create_task(job, name=f"consume-{track.sid}")
+        consumer = _consumer(kind, track.sid, job)
+        try:
+            task = group.create_task(consumer, name=f"consume-{kind}-{track.sid}")
+        except RuntimeError:  # the stay is ending (another consumer died): none starts now
+            consumer.close()
+            job.close()
+            return
+        self._consumers[track.sid] = task
 
     def _stop_consumer(self, sid: str) -> None:
         task = self._consumers.pop(sid, None)
-        self.stats.tracks.pop(sid, None)
         if task is not None:
-            task.cancel()
+            task.cancel()  # its stay's task group awaits it
 
     async def _video(self, track: rtc.Track) -> None:
         stream = rtc.VideoStream(track, capacity=VIDEO_CAPACITY, format=rtc.VideoBufferType.I420)
+        on_video, stats = self._handlers.video, self.stats
         try:
             async for event in stream:
                 frame = event.frame
-                self.stats.video_frames += 1
-                self.stats.video_size = (frame.width, frame.height)
-                self._on_video(
+                stats.video_frames += 1
+                stats.video_size = (frame.width, frame.height)
+                on_video(
                     VideoFrame(
                         frame.width,
                         frame.height,
@@ -237,12 +229,13 @@ class LiveKitSource:
             num_channels=1,
             frame_size_ms=AUDIO_FRAME_MS,
         )
+        on_audio, stats = self._handlers.audio, self.stats
         try:
             async for event in stream:
-                self.stats.audio_frames += 1
+                stats.audio_frames += 1
                 frame = event.frame
                 gathered = max(0.0, frame.duration - WEBRTC_FRAME_MS / 1000)
-                self._on_audio(
+                on_audio(
                     AudioChunk(
                         np.frombuffer(frame.data, np.int16),
                         SAMPLE_RATE,
@@ -253,5 +246,22 @@ class LiveKitSource:
             await stream.aclose()
 
 
-def _backoff(attempt: int) -> float:
-    return random.uniform(0.5, 1.0) * min(REJOIN_MAX_S, REJOIN_FIRST_S * 2.0 ** (attempt - 1))
+async def _consumer(kind: TrackKind, sid: str, job: Coroutine[Any, Any, None]) -> None:
+    """Run one track's consumer; its death becomes a :class:`SourceFailed` naming the track."""
+    try:
+        await job
+    except Exception as exc:  # translated, not swallowed: it ends the stay and the session
+        raise SourceFailed(f"the avatar's {kind} track {sid} stopped: {exc!r}") from exc
+
+
+def _raise_failure(died: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Raise what a stay's task group raised as what :meth:`LiveKitSource.run` promises.
+
+    Also when the stay was being cancelled: the task group puts a consumer's death before
+    the cancellation (and Python 3.11's leaves the task's cancelling() count raised either
+    way), and a death must not pass for a cancellation, which the manager would not see.
+    """
+    first = died.exceptions[0]
+    if isinstance(first, SourceFailed):
+        raise first
+    raise SourceFailed(f"the avatar's room failed: {first!r}") from first

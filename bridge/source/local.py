@@ -1,70 +1,75 @@
-"""The demo avatar's media: its performer driven in real time, straight into the pipeline."""
+"""The demo avatar's media: its performer driven in real time, straight into the pipeline.
+
+A :class:`Source` like the LiveKit room: frames to ``video``, audio to ``audio``, and the
+performer's speech events to ``data`` as packets on :data:`PERFORMER_TOPIC` (JSON), as a
+provider's events arrive over a room's data channel.  The demo session decodes them; this
+module only carries them, in the performer's own words.  The avatar is always present.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.media.frames import I16, U8, AudioChunk, VideoFrame
-from bridge.providers.base import LocalMedia
-from bridge.providers.events import AvatarEvent
+from bridge.source.base import MediaHandlers
 from bridge.synthetic.clock import drive
-from bridge.synthetic.performer import SpeechEvent
+from bridge.synthetic.performer import Performer, SpeechEvent
+
+PERFORMER_TOPIC = "performer"
 
 
-def to_avatar_event(event: SpeechEvent) -> AvatarEvent | None:
-    """Performer events → the bridge's events (the demo's own 'data channel')."""
-    if event.kind == "started":
-        return AvatarEvent("speak_started", event.task_id)
-    if event.kind == "words":
-        return AvatarEvent("speak_text", event.task_id, text=event.text)
-    if event.kind == "ended":
-        return AvatarEvent(
-            "speak_ended",
-            event.task_id,
-            duration_ms=event.duration_ms,
-            interrupted=event.interrupted,
-        )
-    return None
+@dataclass(frozen=True, slots=True)
+class LocalAvatar:
+    """The avatar runs in this process (the demo): its performer makes picture, voice and
+    speech events."""
+
+    performer: Performer
+
+
+def performer_packet(event: SpeechEvent) -> bytes:
+    """A performer's speech event as a data packet on :data:`PERFORMER_TOPIC`."""
+    return json.dumps(dataclasses.asdict(event)).encode()
+
+
+def read_performer_packet(payload: bytes) -> SpeechEvent | None:
+    """The speech event a :func:`performer_packet` carries; None for anything else."""
+    try:
+        fields = json.loads(payload)
+        return SpeechEvent(**fields)
+    except (ValueError, TypeError):  # not JSON, or not a speech event's fields
+        return None
 
 
 class LocalSource:
-    def __init__(
-        self,
-        media: LocalMedia,
-        *,
-        on_video: Callable[[VideoFrame], None],
-        on_audio: Callable[[AudioChunk], None],
-        on_event: Callable[[AvatarEvent], None],
-    ) -> None:
-        self.media = media
-        self._on_video = on_video
-        self._on_audio = on_audio
-        self._on_event = on_event
+    """The in-process demo avatar as a :class:`~bridge.source.base.Source`."""
+
+    def __init__(self, avatar: LocalAvatar, handlers: MediaHandlers) -> None:
+        self.avatar = avatar
+        self._handlers = handlers
         self.frames = 0
 
     async def run(self) -> None:
-        performer = self.media.performer
+        """Until cancelled."""
+        performer, handlers = self.avatar.performer, self._handlers
         width, height, rate = performer.width, performer.height, performer.sample_rate
 
         def video(buf: U8, frame_number: int) -> None:
             # The renderer reuses its buffer: the pipeline gets its own copy (one C memcpy).
             self.frames += 1
-            self._on_video(VideoFrame(width, height, buf.copy(), arrived=time.perf_counter()))
+            handlers.video(VideoFrame(width, height, buf.copy(), arrived=time.perf_counter()))
 
         async def audio(samples: I16) -> None:
-            self._on_audio(AudioChunk(samples, rate, arrived=time.perf_counter()))
+            handlers.audio(AudioChunk(samples, rate, arrived=time.perf_counter()))
 
         async def event(speech: SpeechEvent) -> None:
-            mapped = to_avatar_event(speech)
-            if mapped is not None:
-                self._on_event(mapped)
+            handlers.data(performer_packet(speech), PERFORMER_TOPIC)
 
+        handlers.presence(True)  # in-process: the avatar is here from the first frame
         await drive(performer, on_video=video, on_audio=audio, on_event=event)
 
     def snapshot(self) -> dict[str, Any]:
         return {"state": "local", "avatar_present": True, "video_frames": self.frames}
-
-    async def publish(self, payload: bytes, topic: str) -> None:
-        raise ConnectionError("the demo avatar has no room to publish into")

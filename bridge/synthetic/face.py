@@ -8,6 +8,9 @@ strip (re-rendered with Pillow only when its text changes, and cached), the colo
 stamp.  About 0.15 ms at 1280x720; a frame whose caption gains a word costs one small Pillow draw
 of that word, under 1 ms.
 
+One module on purpose: every sprite, the caption strip and the stamp share one layout
+(``_layout``) and one buffer; split up, a reader would chase the geometry across files.
+
 Geometry: every sprite sits on even coordinates and has even sizes, so its chroma lines up with
 the picture's 2x2 chroma grid; eye and mouth sprites lie on flat skin, so their rectangles are
 invisible.
@@ -149,8 +152,19 @@ class FaceRenderer:
         self._layout()
         background = self._background()
         head, shoulders = self._figure_layers()
+        self._draw_static(background, head, shoulders)
+        self._bobs = [self._bob_sprite(background, head, shoulders, d) for d in self._bob_offsets]
+        self._eyes = [self._eye_sprite(state) for state in range(3)]
+        self._mouths = [self._mouth_sprite(i) for i in range(_MOUTH_SHAPES)]
+        self._prepare_captions(background)
+        self._show_caption("")
 
-        # The static picture: background, figure at rest, empty caption strip, test patch.
+    def _draw_static(
+        self, background: Image.Image, head: Image.Image, shoulders: Image.Image
+    ) -> None:
+        """The static picture into the buffer: background, figure at rest, empty caption strip,
+        test patch; and what the stamp and the patch cover, for redrawing."""
+        width, height = self.width, self.height
         static = background.copy()
         static.alpha_composite(head, dest=(self._rx0, self._ry0))
         static.alpha_composite(shoulders, dest=(self._rx0, self._ry0))
@@ -167,19 +181,16 @@ class FaceRenderer:
 
         px, py, pw, ph = marker.test_patch_box(width, height)
         self._patch_at = (px, py)
-        patch = _to_planes(Image.new("RGB", (pw, ph), marker.TEST_PATCH_RGB))
-        self._patch = patch
-        if test_patch:
-            self._blit(patch, px, py)
+        self._patch = _to_planes(Image.new("RGB", (pw, ph), marker.TEST_PATCH_RGB))
+        if self.test_patch:
+            self._blit(self._patch, px, py)
 
-        self._bobs = [self._bob_sprite(background, head, shoulders, d) for d in self._bob_offsets]
-        self._eyes = [self._eye_sprite(state) for state in range(3)]
-        self._mouths = [self._mouth_sprite(i) for i in range(_MOUTH_SHAPES)]
-
+    def _prepare_captions(self, background: Image.Image) -> None:
+        """The caption strip's font, colours and caches."""
         size = max(min(10, self._cap_h - 2), round(self._cap_h * 0.30))
         self._font = ImageFont.load_default(size=size)
         self._line_h = min(_even(size * 1.25), self._cap_h)
-        strip = background.crop((0, self._cap_top, width, height))
+        strip = background.crop((0, self._cap_top, self.width, self.height))
         self._strip_planes = _to_planes(strip)
         text_planes = _to_planes(Image.new("RGB", (2, 2), TEXT))
         self._text_yuv = (
@@ -195,7 +206,6 @@ class FaceRenderer:
         self._caption_shown: str | None = None
         self._layout_text = ""
         self._layout_lines: list[tuple[list[str], float]] = []  # (words, width) per line
-        self._show_caption("")
 
     # ------------------------------------------------------------------ layout and drawing
 

@@ -204,7 +204,15 @@ def decode(
     h, w = view.shape
     if h < 16 or w < 16:
         return None
+    pitch = _grid_pitch(view)
+    if pitch is None:
+        return None
+    return _read_grid(view, *pitch)
 
+
+def _grid_pitch(view: npt.NDArray[np.uint8]) -> tuple[float, float] | None:
+    """The stamp's block size (x, y) in pixels, from its black top row and left column."""
+    h, w = view.shape
     # 1. Height of the black left column (4 blocks).  The smallest block any source height
     # gives is about h/51 (e.g. 8 px at 404p), so this band lies inside column 0.
     min_pitch = h / 51.0
@@ -230,8 +238,13 @@ def decode(
         return None
     if GRID_COLS * pitch_x > w + pitch_x * 0.5 or GRID_ROWS * pitch_y > h + pitch_y * 0.5:
         return None
+    return pitch_x, pitch_y
 
-    # 3. Mean of a small area around every block centre.
+
+def _read_grid(view: npt.NDArray[np.uint8], pitch_x: float, pitch_y: float) -> Stamp | None:
+    """The stamp's blocks, checked against the template and the CRC."""
+    h, w = view.shape
+    # Mean of a small area around every block centre.
     hx, hy = int(pitch_x * 0.2), int(pitch_y * 0.2)
     xs = (np.arange(GRID_COLS) + 0.5) * pitch_x
     ys = (np.arange(GRID_ROWS) + 0.5) * pitch_y

@@ -2,7 +2,8 @@
 
 ``espeak-ng`` speaks when it is installed; otherwise (or when it fails) a clearly synthetic tone
 pattern stands in, one short beep per syllable-ish chunk.  Both paths follow one speaking-rate
-model, :func:`estimate_duration`, which the HeyGen simulator also uses for ``duration_ms``.
+model, :func:`estimate_duration`: the bridge's only one (the HeyGen simulator's ``duration_ms``
+and the speech queue's wait for the end of a request use it too).
 
 Everything here blocks (a subprocess, resampling): call it through ``asyncio.to_thread``.
 """

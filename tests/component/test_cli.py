@@ -6,12 +6,14 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
+from tests.kit.process import launched
 
 CLI = [sys.executable, "-m", "bridge"]
 
@@ -22,26 +24,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-@pytest.fixture(scope="module")
-def simulator_url() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [*CLI, "simulate", "--port", "0", "--livekit", "off"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    url = None
-    for line in proc.stdout:
-        found = re.search(r"HeyGen Streaming API fake: (http://\S+)", line)
-        if found:
-            url = found.group(1)
-            break
-    assert url, "simulate did not print its URL"
-    yield url
-    proc.terminate()
-    assert proc.wait(timeout=10) == 0
-    proc.stdout.close()
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def simulator_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """``heygen-bridge simulate`` without media, started by the kit's launcher."""
+    log_path = tmp_path_factory.mktemp("simulate") / "simulate.log"
+    argv = [*CLI, "simulate", "--port", "0", "--livekit", "off"]
+    async with launched("the simulator", argv, log_path=log_path) as simulator:
+        yield simulator.url
 
 
 def user_env(tmp_path: Path, url: str, key: str, *, service: str = "HEYGEN") -> dict[str, str]:

@@ -26,6 +26,7 @@ from bridge.providers.heygen.models import (
     Voice,
 )
 from bridge.sim import DEFAULT_HEYGEN_KEY
+from bridge.sim.clock import ManualClock
 from bridge.sim.faults import Fault
 from bridge.sim.server import Simulator
 from tests.kit.eventually import eventually
@@ -53,6 +54,32 @@ FULL_REQUEST = NewSessionRequest(
     disable_idle_timeout=False,
     stt_settings=SttSettings(provider="deepgram", confidence=0.55),
 )
+# What the client must send for FULL_REQUEST, field by field (HeyGen ignores a misspelt field,
+# so only this comparison catches one).
+FULL_BODY = {
+    "quality": "low",
+    "avatar_id": "Wayne_20240711",
+    "voice": {
+        "voice_id": "sim-voice-2",
+        "rate": 1.2,
+        "emotion": "friendly",
+        "elevenlabs_settings": {
+            "stability": 0.5,
+            "similarity_boost": 0.7,
+            "style": 0.1,
+            "use_speaker_boost": True,
+            "model_id": "eleven_flash_v2_5",
+        },
+    },
+    "video_encoding": "H264",
+    "knowledge_base": "You are a helpful presenter.",
+    "knowledge_base_id": "kb-1",
+    "version": "v2",
+    "language": "en",
+    "activity_idle_timeout": 300,
+    "disable_idle_timeout": False,
+    "stt_settings": {"provider": "deepgram", "confidence": 0.55},
+}
 
 
 async def wait_connected(sim: Simulator, session_id: str) -> None:
@@ -63,8 +90,12 @@ async def wait_connected(sim: Simulator, session_id: str) -> None:
 
 async def test_full_session_with_api_key(sim: Simulator, heygen: HeyGenClient) -> None:
     data = await heygen.new_session(FULL_REQUEST)
+    assert sim.ledger.bodies("/v1/streaming.new") == [FULL_BODY]
     assert data.session_id and data.access_token and data.url
     assert data.session_duration_limit == 600
+    assert (
+        data.realtime_endpoint == f"ws://127.0.0.1:{sim.port}/v1-alpha/realtime/{data.session_id}"
+    )
     await heygen.start_session(data.session_id)
     await wait_connected(sim, data.session_id)
     repeat = await heygen.task(data.session_id, "Hello there, friends", task_type="repeat")
@@ -72,10 +103,14 @@ async def test_full_session_with_api_key(sim: Simulator, heygen: HeyGenClient) -
     talk = await heygen.task(data.session_id, "And you?", task_type="talk")
     assert len({repeat.task_id, chat.task_id, talk.task_id}) == 3
     assert repeat.duration_ms > 0
-    await heygen.interrupt(data.session_id)
-    await heygen.keep_alive(data.session_id)
-    await heygen.start_listening(data.session_id)
-    await heygen.stop_listening(data.session_id)
+    assert sim.ledger.bodies("/v1/streaming.task") == [
+        {"session_id": data.session_id, "text": text, "task_type": kind, "task_mode": "async"}
+        for text, kind in [
+            ("Hello there, friends", "repeat"),
+            ("How are you?", "chat"),
+            ("And you?", "talk"),
+        ]
+    ]
     listed = await heygen.list_sessions()
     assert [(s.session_id, s.status) for s in listed] == [(data.session_id, "connected")]
     await heygen.stop(data.session_id)
@@ -83,19 +118,76 @@ async def test_full_session_with_api_key(sim: Simulator, heygen: HeyGenClient) -
     history = await heygen.session_history()
     assert history.total == 1 and history.data[0].status == "closed"
     assert sim.ledger.sessions("stopped") == [data.session_id]
+    for path in ("/v1/streaming.start", "/v1/streaming.stop"):
+        assert sim.ledger.bodies(path) == [{"session_id": data.session_id}], path
     # The simulator saw every request of this test with the API key.
     assert {r.auth for r in sim.ledger.requests} == {"api_key"}
 
 
-async def test_sync_task_waits_for_the_speech(sim: Simulator, heygen: HeyGenClient) -> None:
+async def open_connected(sim: Simulator, heygen: HeyGenClient) -> str:
     data = await heygen.new_session(NewSessionRequest())
     await heygen.start_session(data.session_id)
     await wait_connected(sim, data.session_id)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    task = await heygen.task(data.session_id, "one two three four five", task_mode="sync")
-    assert loop.time() - started >= task.duration_ms / 1000 * 0.9
-    await heygen.stop(data.session_id)
+    return data.session_id
+
+
+async def test_interrupt_cuts_the_speech_short(sim: Simulator, heygen: HeyGenClient) -> None:
+    session_id = await open_connected(sim, heygen)
+    session = sim.heygen.sessions[session_id]
+    await heygen.task(session_id, "a long sentence the avatar will not finish")
+    assert session.speaking_until > sim.clock.now()
+    await heygen.interrupt(session_id)
+    assert sim.ledger.bodies("/v1/streaming.interrupt") == [{"session_id": session_id}]
+    assert session.speaking_until == 0.0 and session.speech_cut.is_set()
+    await heygen.stop(session_id)
+
+
+async def test_keep_alive_resets_the_idle_timer(
+    sim: Simulator, heygen: HeyGenClient, clock: ManualClock
+) -> None:
+    session_id = await open_connected(sim, heygen)
+    await clock.advance(100)
+    await heygen.keep_alive(session_id)
+    assert sim.ledger.bodies("/v1/streaming.keep_alive") == [{"session_id": session_id}]
+    assert sim.heygen.sessions[session_id].last_activity == clock.now()
+    await heygen.stop(session_id)
+
+
+async def test_listening_pose_on_and_off(sim: Simulator, heygen: HeyGenClient) -> None:
+    session_id = await open_connected(sim, heygen)
+    session = sim.heygen.sessions[session_id]
+    await heygen.start_listening(session_id)
+    assert session.listening
+    await heygen.stop_listening(session_id)
+    assert not session.listening
+    for path in ("/v1/streaming.start_listening", "/v1/streaming.stop_listening"):
+        assert sim.ledger.bodies(path) == [{"session_id": session_id}], path
+    await heygen.stop(session_id)
+
+
+async def test_sync_task_waits_for_the_speech(
+    sim: Simulator, heygen: HeyGenClient, clock: ManualClock
+) -> None:
+    session_id = await open_connected(sim, heygen)
+    session = sim.heygen.sessions[session_id]
+    pending = asyncio.create_task(
+        heygen.task(session_id, "one two three four five", task_mode="sync")
+    )
+    await eventually(lambda: bool(session.history), what="the fake took the task")
+    speech = session.speaking_until - clock.now()
+    # Time moves only here, in steps: the answer may come only once the speech is over.
+    moved = 0.0
+    for _ in range(100):
+        if pending.done():
+            break
+        await clock.advance(0.25)
+        moved += 0.25
+        await asyncio.wait([pending], timeout=0.2)
+    task = await pending
+    assert speech > 1.0 and moved >= speech
+    assert task.duration_ms == pytest.approx(speech * 1000, abs=1)
+    assert sim.ledger.bodies("/v1/streaming.task")[0]["task_mode"] == "sync"
+    await heygen.stop(session_id)
 
 
 async def test_session_token_flow_is_bearer_and_one_time(
@@ -133,12 +225,21 @@ async def test_avatar_list(heygen: HeyGenClient) -> None:
 async def test_legacy_v1_session_and_ice(sim: Simulator, heygen: HeyGenClient) -> None:
     legacy = NewSessionRequest(version=None)
     data = await heygen.new_session(legacy)
+    assert sim.ledger.bodies("/v1/streaming.new") == [{}]  # v1: no version field at all
     assert data.sdp is not None and data.sdp["type"] == "offer"
     assert data.ice_servers2 and data.ice_servers2[0].urls
-    await heygen.ice(
-        data.session_id, IceCandidate(candidate="candidate:1 1 UDP 1 1.2.3.4 5 typ host")
-    )
+    candidate = "candidate:1 1 UDP 1 1.2.3.4 5 typ host"
+    await heygen.ice(data.session_id, IceCandidate(candidate=candidate, sdpMid="0"))
+    assert sim.ledger.bodies("/v1/streaming.ice") == [
+        {"session_id": data.session_id, "candidate": {"candidate": candidate, "sdpMid": "0"}}
+    ]
+    session = sim.heygen.sessions[data.session_id]
+    assert session.ice_candidates == [{"candidate": candidate, "sdpMid": "0"}]
     await heygen.start_session(data.session_id, sdp={"type": "answer", "sdp": "v=0"})
+    assert sim.ledger.bodies("/v1/streaming.start") == [
+        {"session_id": data.session_id, "sdp": {"type": "answer", "sdp": "v=0"}}
+    ]
+    assert session.state == "connected"  # v1: no avatar to wait for
     await heygen.stop(data.session_id)
 
 
@@ -196,26 +297,35 @@ async def test_bad_parameters_are_400175(heygen: HeyGenClient) -> None:
     assert caught.value.code == 10012 and "heygen-bridge avatars" in str(caught.value)
 
 
-async def test_idle_timeout_closes_the_session(sim: Simulator, heygen: HeyGenClient) -> None:
-    # activity_idle_timeout 30 s at time_scale 0.01 → 0.3 s
+async def test_idle_timeout_closes_the_session(
+    sim: Simulator, heygen: HeyGenClient, clock: ManualClock
+) -> None:
     data = await heygen.new_session(NewSessionRequest(activity_idle_timeout=30))
     await heygen.start_session(data.session_id)
     await wait_connected(sim, data.session_id)
-    for _ in range(4):  # keep-alives hold it open past the timeout
-        await asyncio.sleep(0.15)
+    for _ in range(4):  # keep-alives hold it open well past the timeout
+        await clock.advance(20)
         await heygen.keep_alive(data.session_id)
-    await asyncio.sleep(0.6)
+    await clock.advance(29)
+    assert sim.ledger.sessions("expired") == []
+    await clock.advance(2)  # 31 s without a sign of life
     with pytest.raises(SessionGone) as caught:
         await heygen.task(data.session_id, "anyone there?")
     assert caught.value.code == 10005
-    assert sim.ledger.sessions("expired") == [data.session_id]
+    assert [(e.session_id, e.reason) for e in sim.ledger.session_events if e.kind == "expired"] == [
+        (data.session_id, "idle timeout")
+    ]
 
 
-async def test_duration_limit_closes_the_session(sim: Simulator, heygen: HeyGenClient) -> None:
-    sim.heygen.limits.session_duration_limit = 20  # 0.2 s at time_scale 0.01
+async def test_duration_limit_closes_the_session(
+    sim: Simulator, heygen: HeyGenClient, clock: ManualClock
+) -> None:
+    sim.heygen.limits.session_duration_limit = 20
     data = await heygen.new_session(NewSessionRequest(disable_idle_timeout=True))
     await heygen.start_session(data.session_id)
-    await asyncio.sleep(0.5)
+    await clock.advance(19)
+    assert sim.ledger.sessions("expired") == []
+    await clock.advance(2)
     assert [e.reason for e in sim.ledger.session_events if e.kind == "expired"] == [
         "session duration limit"
     ]

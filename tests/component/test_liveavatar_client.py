@@ -28,8 +28,9 @@ from bridge.providers.liveavatar.models import (
     FullTokenRequest,
     VideoSettings,
 )
+from bridge.sim.clock import ManualClock
 from bridge.sim.faults import Fault
-from bridge.sim.liveavatar import PUBLIC_AVATARS, USER_AVATARS, LiveAvatarLimits
+from bridge.sim.liveavatar import PUBLIC_AVATARS, USER_AVATARS
 from bridge.sim.server import Simulator
 from tests.kit.eventually import eventually
 from tests.kit.liveavatar_sim import DEFAULT_LIVEAVATAR_KEY
@@ -59,13 +60,37 @@ FULL_REQUEST = FullTokenRequest(
     max_session_duration=600,
     interactivity_type="CONVERSATIONAL",
 )
+# What the client must send for FULL_REQUEST, field by field (LiveAvatar ignores a misspelt
+# field, so only this comparison catches one).
+FULL_BODY = {
+    "mode": "FULL",
+    "avatar_id": MINE,
+    "avatar_persona": {
+        "voice_id": "5f0f2c8e-0c6b-4a86-9a3e-5f6d7a1b2c3d",
+        "context_id": CONTEXT,
+        "language": "de",
+        "voice_settings": {
+            "provider": "elevenLabs",
+            "speed": 1.1,
+            "stability": 0.5,
+            "similarity_boost": 0.6,
+            "style": 0.1,
+            "use_speaker_boost": False,
+            "model": "eleven_multilingual_v2",
+        },
+    },
+    "video_settings": {"quality": "very_high", "encoding": "VP8"},
+    "is_sandbox": False,
+    "max_session_duration": 600,
+    "interactivity_type": "CONVERSATIONAL",
+}
 PLAIN = FullTokenRequest(avatar_id=ANN)
 
 
 @pytest.fixture
-async def lasim() -> AsyncIterator[Simulator]:
-    """The LiveAvatar fake; timeouts shrunk 100x (5 min idle → 3 s, sandbox minute → 0.6 s)."""
-    async with Simulator(liveavatar_limits=LiveAvatarLimits(time_scale=0.01)) as harness:
+async def lasim(clock: ManualClock) -> AsyncIterator[Simulator]:
+    """The LiveAvatar fake on the test's clock (time moves on ``clock.advance``)."""
+    async with Simulator(clock=clock) as harness:
         yield harness
 
 
@@ -118,7 +143,9 @@ def end_reasons(lasim: Simulator) -> list[tuple[str, str]]:
 
 async def test_full_session_lifecycle(lasim: Simulator, client: LiveAvatarClient) -> None:
     token = await client.create_session_token(FULL_REQUEST)
+    assert lasim.ledger.bodies("/v1/sessions/token") == [FULL_BODY]
     session = lasim.liveavatar.sessions[token.session_id]
+    assert session.ignored == []
     assert session.quality == "very_high" and session.encoding == "VP8"
     assert session.persona["voice_settings"]["speed"] == 1.1
     assert session.persona["voice_settings"]["model"] == "eleven_multilingual_v2"
@@ -159,6 +186,11 @@ async def test_full_session_lifecycle(lasim: Simulator, client: LiveAvatarClient
     assert ("/v1/sessions/keep-alive", 200, "bearer") in auth
     assert ("/v1/sessions/keep-alive", 200, "api_key") in auth
     assert ("/v1/sessions/stop", 200, "bearer") in auth
+    assert lasim.ledger.bodies("/v1/sessions/start") == [None]  # no body, as the OpenAPI says
+    assert lasim.ledger.bodies("/v1/sessions/keep-alive") == [{"session_id": token.session_id}] * 2
+    assert lasim.ledger.bodies("/v1/sessions/stop") == [
+        {"session_id": token.session_id, "reason": "USER_CLOSED"}
+    ]
 
 
 async def test_stop_with_the_api_key_and_a_reason(
@@ -168,6 +200,9 @@ async def test_stop_with_the_api_key_and_a_reason(
     await client.start_session(token.session_token)
     await client.stop(token.session_id, "USER_DISCONNECTED")
     assert end_reasons(lasim) == [("stopped", "USER_DISCONNECTED")]
+    assert lasim.ledger.bodies("/v1/sessions/stop") == [
+        {"session_id": token.session_id, "reason": "USER_DISCONNECTED"}
+    ]
     assert lasim.ledger.requests_to("/v1/sessions/stop")[0].auth == "api_key"
     with pytest.raises(SessionGone) as gone:  # a stopped session is gone
         await client.keep_alive(token.session_id, token.session_token)
@@ -266,6 +301,40 @@ async def test_real_client_variants_are_accepted(
     # DELETE is not a route (DEMO's stop): 405, and nothing is stopped.
     status, _ = await raw(lasim, "DELETE", f"/v1/sessions/{lk['session_id']}", headers=lk_auth)
     assert status == 405
+
+
+async def test_a_misspelt_field_is_ignored_as_the_service_does(lasim: Simulator) -> None:
+    body = {"mode": "FULL", "avatar_id": ANN, "avatar_persona": {"contex_id": CONTEXT}}
+    status, answer = await raw(lasim, "POST", "/v1/sessions/token", headers=KEY, body=body)
+    assert status == 200  # FastAPI ignores what its schema does not name...
+    session = lasim.liveavatar.sessions[answer["data"]["session_id"]]
+    assert session.persona["context_id"] is None
+    assert session.ignored == ["avatar_persona.contex_id"]  # ...and the fake names it
+    assert lasim.ledger.bodies("/v1/sessions/token") == [body]
+
+
+async def test_null_means_not_given(lasim: Simulator) -> None:
+    body = {
+        "mode": "FULL",
+        "avatar_id": ANN,
+        "avatar_persona": {"voice_id": None, "context_id": None, "language": None},
+        "is_sandbox": None,
+        "video_settings": {"quality": None, "encoding": "VP8"},
+        "max_session_duration": None,
+        "interactivity_type": None,
+        "llm_configuration_id": None,
+    }
+    status, answer = await raw(lasim, "POST", "/v1/sessions/token", headers=KEY, body=body)
+    assert status == 200, answer
+    session = lasim.liveavatar.sessions[answer["data"]["session_id"]]
+    assert (session.persona["language"], session.is_sandbox) == ("en", False)
+    assert (session.quality, session.encoding) == ("high", "VP8")
+    assert (session.interactivity, session.max_duration) == ("CONVERSATIONAL", 1200)
+    status, answer = await raw(
+        lasim, "POST", "/v1/sessions/token", headers=KEY, body={"mode": "FULL", "avatar_id": None}
+    )
+    assert status == 422  # a required field is still required
+    assert answer["detail"][0]["loc"] == ["body", "FULL", "avatar_id"]
 
 
 async def test_auth_per_endpoint(lasim: Simulator, client: LiveAvatarClient) -> None:
@@ -442,7 +511,7 @@ async def test_concurrency_cap(lasim: Simulator, client: LiveAvatarClient) -> No
 
 
 async def test_sandbox_allows_only_wayne_and_ends_after_a_minute(
-    lasim: Simulator, client: LiveAvatarClient
+    lasim: Simulator, client: LiveAvatarClient, clock: ManualClock
 ) -> None:
     with pytest.raises(InvalidRequest) as caught:
         await client.create_session_token(FullTokenRequest(avatar_id=ANN, is_sandbox=True))
@@ -454,9 +523,9 @@ async def test_sandbox_allows_only_wayne_and_ends_after_a_minute(
     )
     start = await client.start_session(token.session_token)
     assert start.max_session_duration == 60
-    await asyncio.sleep(0.3)
+    await clock.advance(59)
     await client.keep_alive(token.session_id, token.session_token)  # alive before the minute
-    await asyncio.sleep(0.5)  # the minute is 0.6 s here
+    await clock.advance(2)
     with pytest.raises(SessionGone):
         await client.keep_alive(token.session_id, token.session_token)
     assert end_reasons(lasim) == [("expired", "MAX_DURATION_REACHED")]
@@ -469,34 +538,40 @@ async def test_sandbox_allows_only_wayne_and_ends_after_a_minute(
 
 
 async def test_max_session_duration_ends_the_session(
-    lasim: Simulator, client: LiveAvatarClient
+    lasim: Simulator, client: LiveAvatarClient, clock: ManualClock
 ) -> None:
     token = await client.create_session_token(
         FullTokenRequest(avatar_id=ANN, max_session_duration=20)
     )
-    await client.start_session(token.session_token)  # 20 s → 0.2 s here
-    await asyncio.sleep(0.5)
+    await client.start_session(token.session_token)
+    await clock.advance(19)
+    assert end_reasons(lasim) == []
+    await clock.advance(2)
     assert end_reasons(lasim) == [("expired", "MAX_DURATION_REACHED")]
     assert (await client.list_sessions("historic")).results[0].end_reason == "MAX_DURATION_REACHED"
 
 
 async def test_idle_timeout_is_reset_by_keep_alive(
-    lasim: Simulator, client: LiveAvatarClient
+    lasim: Simulator, client: LiveAvatarClient, clock: ManualClock
 ) -> None:
-    lasim.liveavatar.limits.time_scale = 0.002  # idle 5 min → 0.6 s; duration cap 2.4 s
     token = await client.create_session_token(PLAIN)
     await client.start_session(token.session_token)
-    for _ in range(5):  # 1 s of keep-alives holds it open past the idle timeout
-        await asyncio.sleep(0.2)
+    for _ in range(3):  # keep-alives hold it open for twice the 5-minute idle timeout
+        await clock.advance(200)
         await client.keep_alive(token.session_id, token.session_token)
-    await asyncio.sleep(0.9)
+    await clock.advance(299)
+    assert end_reasons(lasim) == []
+    await clock.advance(2)
     assert end_reasons(lasim) == [("expired", "IDLE_TIMEOUT")]
 
 
-async def test_a_token_never_started_is_reaped(lasim: Simulator, client: LiveAvatarClient) -> None:
-    lasim.liveavatar.limits.time_scale = 0.001  # idle 5 min → 0.3 s
+async def test_a_token_never_started_is_reaped(
+    lasim: Simulator, client: LiveAvatarClient, clock: ManualClock
+) -> None:
     token = await client.create_session_token(PLAIN)
-    await asyncio.sleep(0.5)
+    await clock.advance(299)
+    assert end_reasons(lasim) == []
+    await clock.advance(2)
     assert end_reasons(lasim) == [("expired", "ZOMBIE_SESSION_REAP")]
     with pytest.raises(SessionGone):
         await client.start_session(token.session_token)

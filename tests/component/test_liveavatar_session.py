@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from livekit import rtc
 
 from bridge.config import AvatarConfig, Secret
 from bridge.errors import (
     ApiError,
-    BadInput,
     ConfigError,
     InvalidRequest,
     TransportError,
     UnexpectedResponse,
 )
-from bridge.providers.base import AvatarSession, LiveKitMedia, Provider
+from bridge.media.frames import AudioChunk, VideoFrame
+from bridge.providers.base import AvatarSession, Provider
 from bridge.providers.events import AvatarEvent
 from bridge.providers.liveavatar.client import LiveAvatarClient
 from bridge.providers.liveavatar.models import SANDBOX_AVATAR_ID
@@ -28,6 +28,9 @@ from bridge.sim.faults import Fault
 from bridge.sim.liveavatar import PUBLIC_AVATARS, USER_AVATARS, LiveAvatarLimits
 from bridge.sim.livekit_server import LiveKitServer
 from bridge.sim.server import Simulator
+from bridge.source.base import MediaHandlers
+from bridge.source.livekit import LiveKitSource
+from bridge.source.room import RoomAddress, RoomLink
 from bridge.synthetic.reply import chat_reply
 from tests.kit.eventually import eventually
 from tests.kit.liveavatar_sim import (
@@ -69,12 +72,12 @@ async def provider(lasim: Simulator) -> AsyncIterator[LiveAvatarProvider]:
 
 
 class Recorder:
-    """A PublishData function: keeps what the session sends into the room."""
+    """A room link that keeps what the session sends into the room."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[dict[str, Any], str]] = []
 
-    async def __call__(self, payload: bytes, topic: str) -> None:
+    async def publish(self, payload: bytes, topic: str) -> None:
         self.sent.append((json.loads(payload), topic))
 
 
@@ -84,7 +87,7 @@ def offline_session() -> LiveAvatarSession:
         client=LiveAvatarClient(base_url="http://127.0.0.1:9", credential=Secret("unused")),
         session_id="s-1",
         token=Secret("tok"),
-        media=LiveKitMedia(url="ws://x", token="t"),
+        media=RoomAddress(url="ws://x", token="t"),
     )
 
 
@@ -99,7 +102,7 @@ async def test_open_session_gives_the_livekit_room(
     lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
     session = await provider.open_session()
-    assert session.provider == "LiveAvatar" and session.max_text == MAX_TEXT
+    assert session.provider == "LiveAvatar" and provider.max_text == MAX_TEXT
     assert session.keep_alive_every == 60.0
     sim_session = lasim.liveavatar.sessions[session.session_id]
     assert session.media.url == media.livekit_url
@@ -269,12 +272,11 @@ def test_config_liveavatar_cannot_serve(avatar: dict[str, Any], problem: str) ->
 async def test_speak_and_interrupt_publish_the_exact_commands() -> None:
     session = offline_session()
     sent = Recorder()
-    session.attach(sent)
-    repeat_id = await session.speak("Hello there", "repeat")
-    chat_id = await session.speak("How are you?", "chat")
-    await session.interrupt()
-    await session.start_listening()
-    await session.stop_listening()
+    repeat_id = await session.speak("Hello there", "repeat", sent)
+    chat_id = await session.speak("How are you?", "chat", sent)
+    await session.interrupt(sent)
+    await session.start_listening(sent)
+    await session.stop_listening(sent)
     assert [topic for _, topic in sent.sent] == [CONTROL] * 5
     bodies = [body for body, _ in sent.sent]
     assert bodies[0] == {
@@ -298,24 +300,27 @@ async def test_speak_and_interrupt_publish_the_exact_commands() -> None:
     assert len({b["event_id"] for b in bodies}) == 5
 
 
-async def test_speak_refuses_before_attach_and_bad_text() -> None:
+async def test_commands_without_a_room_are_not_sent() -> None:
     session = offline_session()
     with pytest.raises(TransportError) as caught:
-        await session.speak("too early", "repeat")
-    assert not caught.value.sent and "not in the avatar's room" in str(caught.value)
+        await session.speak("no room", "repeat", None)
+    assert not caught.value.sent and "no room to send into" in str(caught.value)
 
-    async def disconnected(payload: bytes, topic: str) -> None:
-        raise ConnectionError("not in the avatar's room")
+    class Disconnected:
+        async def publish(self, payload: bytes, topic: str) -> None:
+            raise ConnectionError("not in the avatar's room")
 
-    session.attach(disconnected)
     with pytest.raises(TransportError) as lost:
-        await session.interrupt()
+        await session.interrupt(Disconnected())
     assert "room is not connected" in str(lost.value) and not lost.value.sent
-    session.attach(Recorder())
-    with pytest.raises(BadInput):
-        await session.speak("   ", "repeat")
-    with pytest.raises(BadInput):
-        await session.speak("x" * (MAX_TEXT + 1), "repeat")
+    # A command that was not sent is not waited for: the next start is the next command's.
+    sent = Recorder()
+    with pytest.raises(TransportError):
+        await session.speak("lost", "repeat", Disconnected())
+    task = await session.speak("delivered", "repeat", sent)
+    assert session.decode(event("avatar.speak_started"), EVENTS) == [
+        AvatarEvent("speak_started", task)
+    ]
 
 
 # --- events the session decodes ---------------------------------------------------------
@@ -345,6 +350,10 @@ def test_decode_maps_every_event() -> None:
     assert d(event("session.stopped", end_reason="IDLE_TIMEOUT"), EVENTS) == [
         AvatarEvent("session_stopped", text="IDLE_TIMEOUT")
     ]
+    # A newer SDK build names it stop_reason (reference/liveavatar-api.md §9).
+    assert d(event("session.stopped", stop_reason="MAX_DURATION_REACHED"), EVENTS) == [
+        AvatarEvent("session_stopped", text="MAX_DURATION_REACHED")
+    ]
     for quiet in ("session.state_updated", "user.speak_started", "avatar.something_new"):
         assert d(event(quiet, state="connected"), EVENTS) == []
 
@@ -369,10 +378,9 @@ def test_decode_ignores_garbage_and_other_topics(payload: bytes, topic: str | No
 
 
 async def test_decode_falls_back_to_the_oldest_pending_command() -> None:
-    session = offline_session()
-    session.attach(Recorder())
-    first = await session.speak("one", "repeat")
-    second = await session.speak("two", "repeat")
+    session, room = offline_session(), Recorder()
+    first = await session.speak("one", "repeat", room)
+    second = await session.speak("two", "repeat", room)
     d = session.decode
     assert d(event("avatar.speak_started"), EVENTS) == [AvatarEvent("speak_started", first)]
     assert d(event("avatar.transcription", text="one"), EVENTS) == [
@@ -383,11 +391,11 @@ async def test_decode_falls_back_to_the_oldest_pending_command() -> None:
     assert d(event("avatar.speak_ended"), EVENTS) == [AvatarEvent("speak_ended", second)]
     assert d(event("avatar.speak_started"), EVENTS) == [AvatarEvent("speak_started", None)]
     # An interrupt drops the queued commands; the one speaking still ends under its id.
-    speaking = await session.speak("three", "repeat")
-    await session.speak("four", "repeat")  # queued, then dropped by the interrupt
+    speaking = await session.speak("three", "repeat", room)
+    await session.speak("four", "repeat", room)  # queued, then dropped by the interrupt
     assert d(event("avatar.speak_ended"), EVENTS) == [AvatarEvent("speak_ended", None)]
     assert d(event("avatar.speak_started"), EVENTS) == [AvatarEvent("speak_started", speaking)]
-    await session.interrupt()
+    await session.interrupt(room)
     assert d(event("avatar.speak_ended"), EVENTS) == [
         AvatarEvent("speak_ended", speaking, interrupted=True)
     ]
@@ -395,21 +403,20 @@ async def test_decode_falls_back_to_the_oldest_pending_command() -> None:
 
 
 async def test_decode_prefers_source_event_id_and_keeps_fifo_in_step() -> None:
-    session = offline_session()
-    session.attach(Recorder())
-    first = await session.speak("one", "repeat")
-    second = await session.speak("two", "repeat")
+    session, room = offline_session(), Recorder()
+    first = await session.speak("one", "repeat", room)
+    second = await session.speak("two", "repeat", room)
     d = session.decode
     assert d(event("avatar.speak_started", source_event_id=first), EVENTS)[0].task_id == first
     assert d(event("avatar.speak_ended", source_event_id=first), EVENTS)[0].task_id == first
     # A later event without the id still finds the next pending command.
     assert d(event("avatar.speak_started"), EVENTS)[0].task_id == second
     # After an interrupt, the ends of what was speaking or queued are marked interrupted.
-    third = await session.speak("three", "repeat")
-    await session.interrupt()
+    third = await session.speak("three", "repeat", room)
+    await session.interrupt(room)
     ends = [d(event("avatar.speak_ended", source_event_id=t), EVENTS)[0] for t in (second, third)]
     assert [(e.task_id, e.interrupted) for e in ends] == [(second, True), (third, True)]
-    fourth = await session.speak("four", "repeat")
+    fourth = await session.speak("four", "repeat", room)
     d(event("avatar.speak_started", source_event_id=fourth), EVENTS)
     assert d(event("avatar.speak_ended", source_event_id=fourth), EVENTS) == [
         AvatarEvent("speak_ended", fourth)
@@ -432,20 +439,25 @@ def test_full_transcript_after_chunks_is_not_repeated() -> None:
 # --- both ways through the simulated room -----------------------------------------------
 
 
+class SimulatedRoom:
+    """A room link straight into the simulated avatar's data handler."""
+
+    def __init__(self, deliver: Callable[[bytes, str | None], None]) -> None:
+        self._deliver = deliver
+
+    async def publish(self, payload: bytes, topic: str) -> None:
+        self._deliver(payload, topic)
+
+
 async def open_in_room(
     lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
-) -> tuple[LiveAvatarSession, RecordingLink]:
-    """Open a session and wire its PublishData into the simulated avatar's room."""
+) -> tuple[LiveAvatarSession, RecordingLink, SimulatedRoom]:
+    """Open a session; the room link its commands go through; the avatar's side of the room."""
     session = await provider.open_session()
     sim_session = lasim.liveavatar.sessions[session.session_id]
     await eventually(lambda: sim_session.state == "connected", what="avatar joined")
-    deliver = media.on_data[sim_session.room]
-
-    async def publish(payload: bytes, topic: str) -> None:
-        deliver(payload, topic)
-
-    session.attach(publish)
-    return session, media.links[sim_session.room]
+    room = SimulatedRoom(media.on_data[sim_session.room])
+    return session, media.links[sim_session.room], room
 
 
 def decode_all(session: LiveAvatarSession, link: RecordingLink) -> list[AvatarEvent]:
@@ -457,8 +469,8 @@ def decode_all(session: LiveAvatarSession, link: RecordingLink) -> list[AvatarEv
 async def test_repeat_round_trip(
     lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
-    session, link = await open_in_room(lasim, media, provider)
-    task = await session.speak("Hello bridge", "repeat")
+    session, link, room = await open_in_room(lasim, media, provider)
+    task = await session.speak("Hello bridge", "repeat", room)
     await eventually(lambda: bool(link.said), what="the avatar spoke")
     assert link.said == [("Hello bridge", task)]
     assert decode_all(session, link) == [
@@ -473,8 +485,8 @@ async def test_repeat_round_trip(
 async def test_chat_round_trip_answers_with_the_canned_reply(
     lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
-    session, link = await open_in_room(lasim, media, provider)
-    task = await session.speak("What time is it?", "chat")
+    session, link, room = await open_in_room(lasim, media, provider)
+    task = await session.speak("What time is it?", "chat", room)
     await eventually(lambda: bool(link.said), what="the avatar answered")
     reply = chat_reply("What time is it?")
     assert link.said == [(reply, task)]
@@ -491,21 +503,21 @@ async def test_chat_round_trip_answers_with_the_canned_reply(
 async def test_commands_reset_the_idle_timer_and_interrupt_reaches_the_avatar(
     lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
-    session, link = await open_in_room(lasim, media, provider)
+    session, link, room = await open_in_room(lasim, media, provider)
     sim_session = lasim.liveavatar.sessions[session.session_id]
     sim_session.last_activity -= 100.0
     before = sim_session.last_activity
-    await session.start_listening()
+    await session.start_listening(room)
     await eventually(lambda: sim_session.listening, what="listening")
     assert sim_session.last_activity > before
-    await session.interrupt()
+    await session.interrupt(room)
     await eventually(lambda: link.interrupts == 1, what="interrupt")
     # Garbage and other topics in the room are ignored.
     deliver = media.on_data[sim_session.room]
     deliver(b"\x00garbage", CONTROL)
     deliver(b'{"event_type": "avatar.speak_text", "text": "wrong topic"}', EVENTS)
     deliver(b'{"event_type": "avatar.speak_text"}', CONTROL)
-    await session.speak("after the noise", "repeat")
+    await session.speak("after the noise", "repeat", room)
     await eventually(lambda: bool(link.said), what="spoke")
     assert [text for text, _ in link.said] == ["after the noise"]
     await session.stop()
@@ -514,7 +526,7 @@ async def test_commands_reset_the_idle_timer_and_interrupt_reaches_the_avatar(
 async def test_stop_tells_the_room_before_the_avatar_leaves(
     lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
-    session, link = await open_in_room(lasim, media, provider)
+    session, link, _room = await open_in_room(lasim, media, provider)
     link.published.clear()
     await session.stop()
     assert media.trail[-3:] == [f"publish:{EVENTS}", "leave", "close_room"]
@@ -524,7 +536,7 @@ async def test_stop_tells_the_room_before_the_avatar_leaves(
 async def test_expiry_tells_the_room_why(
     lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
-    session, link = await open_in_room(lasim, media, provider)
+    session, link, _room = await open_in_room(lasim, media, provider)
     link.published.clear()
     lasim.liveavatar.limits.time_scale = 0.0001  # idle 5 min → 30 ms
     await eventually(lambda: "close_room" in media.trail, what="idle expiry")
@@ -535,7 +547,7 @@ async def test_expiry_tells_the_room_why(
 async def test_push_to_talk_is_refused_in_a_conversational_session(
     lasim: Simulator, media: RecordingMedia, provider: LiveAvatarProvider
 ) -> None:
-    session, link = await open_in_room(lasim, media, provider)
+    session, link, _room = await open_in_room(lasim, media, provider)
     link.published.clear()
     deliver = media.on_data[lasim.liveavatar.sessions[session.session_id].room]
     deliver(b'{"event_type": "user.start_push_to_talk"}', CONTROL)
@@ -548,52 +560,54 @@ async def test_push_to_talk_is_refused_in_a_conversational_session(
 
 
 async def test_through_a_real_livekit_room(livekit_server: LiveKitServer) -> None:
-    """The client token joins and publishes commands; the avatar answers on agent-response."""
+    """The bridge's room link joins with the client token and carries the session's commands;
+    the avatar answers on agent-response, and its tracks reach the media handlers."""
     host = LiveKitHost(
         url=livekit_server.url, api_key=livekit_server.api_key, api_secret=livekit_server.api_secret
     )
-    room = rtc.Room()
     events: list[AvatarEvent] = []
+    frames: list[VideoFrame] = []
+    present: list[bool] = []
     try:
         async with Simulator(media=host) as lasim:
             provider = provider_for(lasim, context_id=CONTEXT)
             try:
                 session = await provider.open_session()
-                room.on(
-                    "data_received",
-                    lambda packet: events.extend(session.decode(packet.data, packet.topic)),
-                )
-                await room.connect(session.media.url, session.media.token)
 
-                async def publish(payload: bytes, topic: str) -> None:
-                    await room.local_participant.publish_data(payload, reliable=True, topic=topic)
+                def data(payload: bytes, topic: str | None) -> None:
+                    events.extend(session.decode(payload, topic))
 
-                session.attach(publish)
-                sim_session = lasim.liveavatar.sessions[session.session_id]
-                await eventually(lambda: sim_session.state == "connected", within=15)
-                await eventually(
-                    lambda: (
-                        session.media.avatar_identity
-                        in {p.identity for p in room.remote_participants.values()}
-                    ),
-                    what="the avatar seen in the room",
+                def audio(chunk: AudioChunk) -> None:
+                    pass
+
+                handlers = MediaHandlers(
+                    video=frames.append, audio=audio, data=data, presence=present.append
                 )
-                task = await session.speak("Hello from the bridge", "repeat")
-                await eventually(
-                    lambda: AvatarEvent("speak_ended", task) in events, within=30, what="speech"
-                )
-                assert events[0] == AvatarEvent("speak_started", task)
-                spoken = "".join(e.text for e in events if e.kind == "speak_text")
-                assert spoken == "Hello from the bridge"
-                await session.stop()
-                await eventually(
-                    lambda: any(e.kind == "session_stopped" for e in events), what="stopped"
-                )
-                assert events[-1] == AvatarEvent("session_stopped", text="USER_CLOSED")
+                link = RoomLink(session.media, on_data=handlers.data)
+                source = LiveKitSource(link, handlers)
+                async with asyncio.TaskGroup() as group:
+                    running = group.create_task(source.run(), name="media-source")
+                    await eventually(lambda: present == [True], within=15, what="the avatar")
+                    await eventually(lambda: bool(frames), within=15, what="its picture")
+                    task = await session.speak("Hello from the bridge", "repeat", link)
+                    await eventually(
+                        lambda: AvatarEvent("speak_ended", task) in events,
+                        within=30,
+                        what="speech",
+                    )
+                    assert events[0] == AvatarEvent("speak_started", task)
+                    spoken = "".join(e.text for e in events if e.kind == "speak_text")
+                    assert spoken == "Hello from the bridge"
+                    await session.stop()
+                    await eventually(
+                        lambda: any(e.kind == "session_stopped" for e in events), what="stopped"
+                    )
+                    assert events[-1] == AvatarEvent("session_stopped", text="USER_CLOSED")
+                    running.cancel()
+                assert source.snapshot()["data_packets"] >= len(events)
             finally:
                 await provider.aclose()
     finally:
-        await room.disconnect()
         await host.aclose()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -12,10 +13,11 @@ import pyvirtualcam
 
 from bridge.config import CameraConfig
 from bridge.media.frames import VideoFrame
-from bridge.sinks.webcam import WebcamSink
+from bridge.sinks.webcam import UNEXPECTED_FAILURES_LIMIT, WebcamSink
 from bridge.synthetic import stamp as marker
 from bridge.synthetic.face import FaceRenderer
 from tests.kit.camera import RECORDINGS
+from tests.kit.eventually import eventually_blocking
 
 FPS = 30.0
 
@@ -137,9 +139,62 @@ def test_a_failing_device_write_does_not_stop_the_camera(
     sink.start()
     feed(sink, renderer, 1.0)
     assert sink.stats.last_error == "the driver fell over"
+    assert sink.stats.write_failures == 1
     assert sink.stats.state == "writing"  # reopened
     assert FlakyBackend.sends > 15
     assert any(t.name == "webcam-writer" for t in threading.enumerate())
+
+
+class BrokenBackend(FlakyBackend):
+    """A camera whose every write fails with ``error``."""
+
+    error: type[Exception] = TypeError
+
+    def send(self, frame: Any) -> None:
+        raise self.error("broken, every time")
+
+
+def writer_alive() -> bool:
+    return any(t.name == "webcam-writer" for t in threading.enumerate())
+
+
+def test_a_device_error_that_keeps_coming_is_survived(
+    sink_factory: list[WebcamSink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(BrokenBackend, "error", RuntimeError)  # what native backends raise
+    pyvirtualcam.register_backend("broken-device", BrokenBackend)
+    monkeypatch.setattr("bridge.sinks.webcam.DEVICE_RETRY_S", 0.05)
+    sink = WebcamSink(camera("broken-device-cam", backend="broken-device"))
+    sink_factory.append(sink)
+    sink.start()
+    eventually_blocking(
+        lambda: sink.stats.write_failures,
+        until=lambda n: n > UNEXPECTED_FAILURES_LIMIT,
+        within=10,
+        what="failures counted",
+    )
+    assert writer_alive() and sink.writer_error is None
+    assert sink.stats.last_error == "broken, every time"
+
+
+def test_an_unknown_error_that_keeps_coming_ends_the_writer(
+    sink_factory: list[WebcamSink],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pyvirtualcam.register_backend("broken", BrokenBackend)  # TypeError: a bug
+    monkeypatch.setattr("bridge.sinks.webcam.DEVICE_RETRY_S", 0.05)
+    sink = WebcamSink(camera("broken-cam", backend="broken"))
+    sink_factory.append(sink)
+    sink.start()
+    eventually_blocking(writer_alive, until=lambda alive: not alive, within=10, what="its end")
+    assert sink.stats.state == "failed"
+    assert sink.stats.write_failures == UNEXPECTED_FAILURES_LIMIT
+    assert isinstance(sink.writer_error, TypeError)
+    assert any(
+        r.levelno == logging.ERROR and "webcam-writer stopped by TypeError" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_a_delay_holds_every_frame_back(

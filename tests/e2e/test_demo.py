@@ -1,39 +1,28 @@
-"""`heygen-bridge run --demo` as a user runs it: a real process, real HTTP, no key, no network."""
+"""`heygen-bridge run --demo` as a user runs it: a real process, real HTTP, no key, no network.
+
+Every error the control API can answer is covered in-process by
+tests/component/test_control_api.py; here the daemon shows that they reach a real client.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import numpy as np
-import pytest
 from PIL import Image
 
-from bridge.sim.livekit_server import free_port
+from tests.kit.bridge_process import USERS_BRIDGE, BridgeProcess, bridge_process
+from tests.kit.eventually import eventually
 from tests.kit.pulse import RATE, PrivatePulse, Recorder, window_rms
 
-
-def get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body: bytes = resp.read()
-        return body
-
-
-def post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(url, data=body, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+DEMO = ("run", "--demo")
+CAMERA = {"width": 640, "height": 360, "card_label": "no-such-camera-here"}
+MIC_OFF = {"enabled": False}
 
 
 def caption_ink(jpeg: bytes) -> int:
@@ -43,78 +32,56 @@ def caption_ink(jpeg: bytes) -> int:
     return int((strip > 200).sum())
 
 
-@contextmanager
-def demo_daemon(
-    tmp_path: Path, *, microphone: str = "  enabled: false\n", env: dict[str, str] | None = None
-) -> Iterator[str]:
-    """``heygen-bridge run --demo`` as its own process; yields the control API's base URL."""
-    port = free_port()
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"control:\n  port: {port}\nmicrophone:\n{microphone}"
-        "camera:\n  width: 640\n  height: 360\n  card_label: no-such-camera-here\n"
-    )
-    log_path = tmp_path / "log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "--config", str(config), "run", "--demo"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
+async def post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.post(url, data=body) as resp:
+        answer: dict[str, Any] = await resp.json()
+        return resp.status, answer
+
+
+async def get(url: str) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        return resp.status, await resp.read()
+
+
+async def snapshot(demo: BridgeProcess) -> bytes:
+    status, jpeg = await get(f"{demo.url}/v1/snapshot.jpg")
+    assert status == 200
+    return jpeg
+
+
+async def speak(demo: BridgeProcess, text: str) -> str:
+    """Ask the daemon to say ``text``; the accepted request's id."""
+    status, accepted = await post(f"{demo.url}/v1/speak", json.dumps({"text": text}).encode())
+    assert status == 202 and accepted["state"] == "queued", accepted
+    return str(accepted["id"])
+
+
+async def spoken(demo: BridgeProcess, request_id: str) -> None:
+    def done(status: dict[str, Any]) -> bool:
+        request = next(r for r in status["speech"]["recent"] if r["id"] == request_id)
+        return bool(request["state"] == "done")
+
+    await demo.wait(done, within=20, what=f"request {request_id} spoken")
+
+
+async def test_demo_speaks_through_the_virtual_mic(
+    tmp_path: Path, pulse_server: PrivatePulse
+) -> None:
+    mic = {"sink_name": "demo_sink", "source_name": "demo_mic"}
+    raw = {"microphone": mic, "camera": CAMERA}
+    async with bridge_process(
+        raw, pulse_server.client_env(), tmp_path, program=USERS_BRIDGE, run=DEMO
+    ) as demo:
+        await demo.wait(
+            lambda s: s["microphone"]["state"] in ("silent", "speaking"),
+            within=15,
+            what="the mic writing",
         )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            status = json.loads(get(f"{base}/v1/status"))
-            if status["session"]["state"] == "live":
-                break
-        except OSError:
-            pass
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        raise AssertionError(log_path.read_text())
-    try:
-        yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0, log_path.read_text()
-        assert "stopped" in log_path.read_text()
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with demo_daemon(tmp_path_factory.mktemp("demo")) as base:
-        yield base
-
-
-def speak_and_wait(base: str, text: str) -> None:
-    code, _ = post(f"{base}/v1/speak", json.dumps({"text": text}).encode())
-    assert code == 202
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if json.loads(get(f"{base}/v1/status"))["speech"]["recent"][-1]["state"] == "done":
-            return
-        time.sleep(0.2)
-    raise AssertionError("the demo avatar did not finish speaking")
-
-
-def test_demo_speaks_through_the_virtual_mic(tmp_path: Path, pulse_server: PrivatePulse) -> None:
-    mic = "  sink_name: demo_sink\n  source_name: demo_mic\n"
-    with demo_daemon(tmp_path, microphone=mic, env=pulse_server.env()) as base:
-        deadline = time.monotonic() + 15
-        while (mic_status := json.loads(get(f"{base}/v1/status"))["microphone"])["state"] not in (
-            "silent",
-            "speaking",
-        ):
-            assert time.monotonic() < deadline, mic_status
-            time.sleep(0.2)
         recorder = Recorder("demo_mic", env=pulse_server.env()).start()
         try:
-            speak_and_wait(base, "Hello, you can hear me through the virtual microphone.")
+            await spoken(demo, await speak(demo, "Hello, you can hear me through the mic."))
         finally:
-            recorder.stop()
+            await asyncio.to_thread(recorder.stop)
         assert any("demo_mic" in args for _, _, args in pulse_server.modules())
     voice = recorder.samples()
     loud = window_rms(voice, RATE // 100) > 500  # 10 ms windows with speech in them
@@ -122,59 +89,39 @@ def test_demo_speaks_through_the_virtual_mic(tmp_path: Path, pulse_server: Priva
     assert not any("demo_mic" in args for _, _, args in pulse_server.modules())  # removed
 
 
-def test_demo_serves_its_avatar_and_speaks_with_captions(demo: str) -> None:
-    status = json.loads(get(f"{demo}/v1/status"))
-    assert status["provider"] == "demo"
-    assert status["camera"]["state"] == "unavailable"  # no v4l2loopback here ...
-    assert "modprobe v4l2loopback" in status["camera"]["fix"]  # ... and it says how to fix it
-    quiet = get(f"{demo}/v1/snapshot.jpg")
-    assert Image.open(io.BytesIO(quiet)).size == (640, 360)
+async def test_demo_serves_its_avatar_and_speaks_with_captions(tmp_path: Path) -> None:
+    raw = {"microphone": MIC_OFF, "camera": CAMERA}
+    async with bridge_process(raw, {}, tmp_path, program=USERS_BRIDGE, run=DEMO) as demo:
+        status = await demo.status()
+        assert status["provider"] == "demo"
+        assert status["camera"]["state"] == "unavailable"  # no v4l2loopback here ...
+        assert "modprobe v4l2loopback" in status["camera"]["fix"]  # ... and it says how to fix it
+        quiet = await snapshot(demo)
+        assert Image.open(io.BytesIO(quiet)).size == (640, 360)
 
-    code, accepted = post(
-        f"{demo}/v1/speak", b'{"text": "Hello there, this is the demo avatar speaking."}'
-    )
-    assert code == 202 and accepted["state"] == "queued"
-    time.sleep(1.5)
-    speaking = get(f"{demo}/v1/snapshot.jpg")
-    assert caption_ink(speaking) > caption_ink(quiet) + 200  # words appeared in the captions
-
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        speech = json.loads(get(f"{demo}/v1/status"))["speech"]
-        if speech["recent"][-1]["state"] == "done":
-            break
-        time.sleep(0.3)
-    assert speech["recent"][-1]["state"] == "done"
+        request = await speak(demo, "Hello there, this is the demo avatar speaking.")
+        # Words appear in the captions while it speaks.
+        await eventually(
+            lambda: snapshot(demo),
+            until=lambda jpeg: caption_ink(jpeg) > caption_ink(quiet) + 200,
+            within=15,
+            what="captions on the picture",
+            every=0.2,
+        )
+        await spoken(demo, request)
+    assert "stopped" in demo.log_path.read_text()  # SIGTERM stopped it gracefully
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "detail"),
-    [
-        (b"", 400, "body: is empty"),
-        (b"{not json", 400, "body: is not valid JSON"),
-        (b'["a list"]', 400, "body: must be a JSON object"),
-        (b'{"text": ""}', 400, "text: is empty"),
-        (b'{"text": 5}', 400, "text: must be a string"),
-        (b'{"text": "hi", "mode": "shout"}', 400, "mode: 'shout' is not one of repeat, chat"),
-        (b'{"text": "hi", "volume": 3}', 400, "volume: unknown field"),
-        (b'{"text": "' + b"a" * 1001 + b'"}', 400, "at most 1000 per request"),
-    ],
-)
-def test_bad_speak_requests_get_a_specific_error(
-    demo: str, body: bytes, status: int, detail: str
-) -> None:
-    before = json.loads(get(f"{demo}/v1/status"))["speech"]["recent"]
-    code, answer = post(f"{demo}/v1/speak", body)
-    assert code == status
-    assert answer["error"] == "bad_request" and detail in str(answer["detail"])
-    # Nothing was queued, and the daemon is fine.
-    assert json.loads(get(f"{demo}/v1/status"))["speech"]["recent"] == before
-
-
-def test_unknown_paths_and_methods_answer_json(demo: str) -> None:
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        get(f"{demo}/v1/nope")
-    assert caught.value.code == 404
-    assert json.loads(caught.value.read())["error"] == "not_found"
-    code, answer = post(f"{demo}/v1/status", b"{}")
-    assert code == 405 and answer["error"] == "method_not_allowed"
+async def test_the_daemon_answers_bad_requests_with_a_json_error(tmp_path: Path) -> None:
+    raw = {"microphone": MIC_OFF, "camera": CAMERA}
+    async with bridge_process(raw, {}, tmp_path, program=USERS_BRIDGE, run=DEMO) as demo:
+        before = (await demo.status())["speech"]["recent"]
+        code, answer = await post(f"{demo.url}/v1/speak", b"{not json")
+        assert code == 400 and answer["error"] == "bad_request", answer
+        assert answer["detail"] == "body: is not valid JSON"
+        code, answer = await post(f"{demo.url}/v1/nope", b"{}")
+        assert code == 404 and answer["error"] == "not_found", answer
+        code, answer = await post(f"{demo.url}/v1/status", b"{}")
+        assert code == 405 and answer["error"] == "method_not_allowed", answer
+        # Nothing was queued, and the daemon is fine.
+        assert (await demo.status())["speech"]["recent"] == before

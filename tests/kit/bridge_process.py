@@ -1,13 +1,13 @@
-"""What the end-to-end tests share: a bridge configured against the simulator process."""
+"""The bridge as the end-to-end tests and benchmarks run it: configured against the
+simulator (:func:`bridge_config`), then as its own process through the kit's launcher
+(:func:`bridge_process`: ``control.port: 0``, the URL from its READY message) or in this
+process (:func:`running`)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,9 +20,10 @@ import yaml
 from bridge.app import Bridge
 from bridge.config import Secret, Secrets, Settings, parse
 from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
-from bridge.sim.livekit_server import LiveKitServer, free_port
+from bridge.sim.livekit_server import LiveKitServer
 from tests.kit.camera import Recording, read_recording
 from tests.kit.eventually import eventually
+from tests.kit.process import Child, launched
 
 LIVEAVATAR_AVATAR = "4f3c2b1a-9d8e-4c7b-a6f5-e4d3c2b1a098"  # "My presenter" in the fake
 PROVIDERS = ["heygen", "liveavatar"]
@@ -79,99 +80,109 @@ def bridge_settings(sim_url: str, server: LiveKitServer, **options: Any) -> Sett
 
 @dataclass
 class BridgeProcess:
-    """A running ``heygen-bridge run`` (tests/kit/bridge_child.py) and what it recorded."""
+    """A running daemon (``heygen-bridge run``, or tests/kit/bridge_child.py with the recording
+    camera), its control API, and what it recorded."""
 
-    url: str
-    proc: asyncio.subprocess.Process
+    child: Child
     record_dir: Path
-    log_path: Path
-    crashed: bool = False
+
+    @property
+    def url(self) -> str:
+        return self.child.url
+
+    @property
+    def log_path(self) -> Path:
+        return self.child.log_path
 
     async def crash(self) -> None:
         """SIGKILL: no clean-up runs, as when the machine or the process dies."""
-        self.proc.kill()
-        await self.proc.wait()
-        self.crashed = True
+        await self.child.kill()
 
     async def status(self) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as http, http.get(f"{self.url}/v1/status") as resp:
-            body: dict[str, Any] = await resp.json()
-            return body
+        """``GET /v1/status``; fails with the end of the log if the daemon has died."""
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"{self.url}/v1/status") as resp:
+                body: dict[str, Any] = await resp.json()
+                return body
+        except aiohttp.ClientConnectionError:
+            self.child.check_running()
+            raise
 
     async def wait(
         self, predicate: Callable[[dict[str, Any]], bool], *, within: float, what: str
     ) -> dict[str, Any]:
         """Poll the status until ``predicate`` holds; returns that status."""
-        deadline = time.monotonic() + within
-        while True:
-            current = await self.status()
-            if predicate(current):
-                return current
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not within {within:g} s: {what}; status {current}")
-            await asyncio.sleep(0.1)
+        return await eventually(self.status, until=predicate, within=within, what=what, every=0.1)
 
     def recording(self, device: str) -> Recording:
         return read_recording(self.record_dir / f"{device}.jsonl")
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return self.child.log_tail(lines)
+
+
+RECORDING_BRIDGE = ("-m", "tests.kit.bridge_child")  # the daemon with the recording camera
+USERS_BRIDGE = ("-m", "bridge")  # the daemon exactly as users run it
 
 
 @asynccontextmanager
 async def bridge_process(
-    raw: dict[str, Any], env: dict[str, str], folder: Path
+    raw: dict[str, Any],
+    env: dict[str, str],
+    folder: Path,
+    *,
+    program: tuple[str, ...] = RECORDING_BRIDGE,
+    run: tuple[str, ...] = ("run",),
+    live_within: float = 30,
 ) -> AsyncIterator[BridgeProcess]:
-    """The bridge as its own process, live with the avatar; stopped with SIGTERM on exit
+    """The daemon as its own process (config ``raw`` with ``control.port: 0``, environment
+    ``os.environ`` + ``env``), yielded once its avatar is live; stopped with SIGTERM on exit
     (which must end it cleanly, exit code 0), unless the test crashed it."""
-    port = free_port()
-    config = {**raw, "control": {**raw.get("control", {}), "port": port}}
+    config = {**raw, "control": {**raw.get("control", {}), "port": 0}}
     config_path = folder / "bridge.yaml"
     config_path.write_text(yaml.safe_dump(config))
     record_dir = folder / "recordings"
     record_dir.mkdir(exist_ok=True)
-    log_path = folder / "bridge.log"
-    with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.kit.bridge_child",
-            "--config",
-            str(config_path),
-            "run",
-            env={**os.environ, **env, "HB_RECORD_DIR": str(record_dir)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    argv = [sys.executable, *program, "--config", str(config_path), *run]
+    async with launched(
+        "the bridge",
+        argv,
+        log_path=folder / "bridge.log",
+        env={**os.environ, **env, "HB_RECORD_DIR": str(record_dir)},
+    ) as child:
+        bridge = BridgeProcess(child, record_dir)
+        await bridge.wait(
+            lambda s: s["session"]["state"] == "live", within=live_within, what="avatar live"
         )
-    bridge = BridgeProcess(f"http://127.0.0.1:{port}", proc, record_dir, log_path)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if (await bridge.status())["session"]["state"] == "live":
-                    break
-            except aiohttp.ClientError:
-                pass
-            if proc.returncode is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the bridge did not go live:\n{bridge.log_tail()}")
-            await asyncio.sleep(0.1)
         yield bridge
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            code = await proc.wait()
-        assert code == 0 or bridge.crashed, f"the bridge exited with {code}:\n{bridge.log_tail()}"
+
+
+def is_live(bridge: Bridge) -> bool:
+    return bridge.manager.state == "live"
 
 
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Bridge]:
-    """The whole bridge in this process, live with the avatar; stopped (gracefully) on exit."""
-    bridge = Bridge(settings)
+async def running(
+    bridge: Bridge, *, ready: Callable[[Bridge], bool] = is_live, within: float = 30
+) -> AsyncIterator[Bridge]:
+    """``bridge.run()`` in this process (benchmarks run the bridge this way), yielded once
+    ``ready(bridge)`` holds (by default: the avatar is live); cancelled on exit, which is its
+    graceful stop.  Fails at once if ``run`` ends early."""
     task = asyncio.create_task(bridge.run(), name="bridge-under-test")
+
+    def check() -> bool:
+        if task.done():
+            task.result()  # its error, if it failed
+            raise AssertionError("Bridge.run() ended before the bridge was ready")
+        return ready(bridge)
+
     try:
-        await eventually(lambda: bridge.manager.state == "live", within=20, what="avatar live")
+        await eventually(check, within=within, what=f"the bridge ready ({ready.__name__})")
         yield bridge
     finally:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if (current := asyncio.current_task()) is not None and current.cancelling():
+                raise

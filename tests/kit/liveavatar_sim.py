@@ -10,12 +10,10 @@ from collections.abc import Callable
 
 from bridge.media.frames import I16
 from bridge.sim import DEFAULT_LIVEAVATAR_KEY
-from bridge.sim.media import AvatarLink, Dialect, RoomSpec
+from bridge.sim.media import AvatarLink, Dialect, Hooks, OnData, RoomSpec
 from bridge.synthetic.performer import SpeechEvent
 
 __all__ = ["DEFAULT_LIVEAVATAR_KEY", "RecordingLink", "RecordingMedia"]
-
-OnData = Callable[[bytes, str | None], None]
 
 
 class RecordingLink:
@@ -74,21 +72,14 @@ class RecordingMedia:
         self.tokens.append((room, identity, publish))
         return f"sim-lk.{room}.{identity}"
 
-    async def join(
-        self,
-        spec: RoomSpec,
-        *,
-        dialect: Dialect,
-        on_data: OnData | None = None,
-        on_lost: Callable[[], None] | None = None,
-    ) -> AvatarLink:
-        link = RecordingLink(spec.room, dialect, self.trail)
+    async def join(self, spec: RoomSpec, hooks: Hooks) -> AvatarLink:
+        link = RecordingLink(spec.room, hooks.dialect, self.trail)
         self.specs[spec.room] = spec
         self.links[spec.room] = link
-        if on_data is not None:
-            self.on_data[spec.room] = on_data
-        if on_lost is not None:
-            self.on_lost[spec.room] = on_lost
+        if hooks.on_data is not None:
+            self.on_data[spec.room] = hooks.on_data
+        if hooks.on_lost is not None:
+            self.on_lost[spec.room] = hooks.on_lost
         self.trail.append("join")
         return link
 

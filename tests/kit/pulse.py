@@ -34,6 +34,7 @@ import pytest
 from bridge.config import MicrophoneConfig
 from bridge.devices.pulse_modules import PulseDevices
 from bridge.sinks.mic import MicSink
+from tests.kit.eventually import eventually_blocking
 
 INSTALL = "sudo apt-get install pulseaudio pulseaudio-utils"
 RATE = 48000
@@ -92,15 +93,20 @@ class PrivatePulse:
                 start_new_session=True,
             )
         self.starts += 1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def answering() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"pulseaudio exited at start:\n{self.log_tail()}")
-            if self.pactl_ok():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"pulseaudio did not answer within {timeout:g} s:\n{self.log_tail()}")
+            return self.pactl_ok()
+
+        try:
+            eventually_blocking(
+                answering, within=timeout, what="pulseaudio answering `pactl info`", every=0.05
+            )
+        except AssertionError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}:\n{self.log_tail()}") from None
 
     def pactl_ok(self) -> bool:
         done = subprocess.run(
@@ -335,13 +341,13 @@ async def running_mic(cfg: MicrophoneConfig) -> AsyncIterator[tuple[MicSink, Pul
     mic = MicSink(cfg)
     devices = PulseDevices(cfg, on_change=mic.on_devices)
     mic.start()
-    keeper = asyncio.create_task(devices.keep(), name="mic-devices")
+    keeper = asyncio.create_task(devices.maintain(), name="mic-devices")
     try:
         yield mic, devices
     finally:
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
-        await asyncio.to_thread(mic.close)
+        await mic.aclose()
 
 
 def rms(x: npt.NDArray[np.int16]) -> float:

@@ -97,6 +97,30 @@ def test_secrets_file_and_redaction(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert log.redact("key=hg-super-secret-value!") == "key=***!"
 
 
+# Each secret's environment variable and the Secrets field it fills.
+SECRET_VARIABLES = {
+    "HEYGEN_API_KEY": "heygen_api_key",
+    "LIVEAVATAR_API_KEY": "liveavatar_api_key",
+    "LIVEKIT_API_KEY": "livekit_api_key",
+    "LIVEKIT_API_SECRET": "livekit_api_secret",
+    "HEYGEN_BRIDGE_TOKEN": "control_token",
+}
+
+
+def test_each_secret_comes_from_its_own_variable(tmp_path: Path) -> None:
+    """Every variable set to a different value: none lands in another secret's place."""
+    env = {var: f"value-of-{var}" for var in SECRET_VARIABLES}
+    secrets = config.load(env={"XDG_CONFIG_HOME": str(tmp_path), **env}).secrets
+    read = {var: getattr(secrets, field) for var, field in SECRET_VARIABLES.items()}
+    assert {var: s.reveal() if s else None for var, s in read.items()} == env
+
+
+@pytest.mark.parametrize(("var", "field"), SECRET_VARIABLES.items())
+def test_one_variable_sets_one_secret(tmp_path: Path, var: str, field: str) -> None:
+    secrets = config.load(env={"XDG_CONFIG_HOME": str(tmp_path), var: "only-this"}).secrets
+    assert [name for name, present in secrets.present().items() if present] == [field]
+
+
 def test_log_lines_never_carry_a_secret(capfd: pytest.CaptureFixture[str]) -> None:
     log.register_secret("la-leaky-value-42")
     log.setup("INFO")

@@ -1,7 +1,10 @@
-"""doctor's camera check against a stand-in sysfs (no kernel module can load here)."""
+"""doctor's checks: the camera against a stand-in sysfs (no kernel module can load here), the
+sound server through a stand-in ``pactl``."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import pytest
 from bridge.cli import doctor
 from bridge.config import Secrets, Settings, parse
 from bridge.devices import v4l2 as v4l2devices
+from bridge.devices.pactl import server_fix
 
 
 def settings(**camera: object) -> Settings:
@@ -56,4 +60,66 @@ def test_no_video4linux_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_camera_disabled_is_fine() -> None:
     check = doctor.check_camera(settings(enabled=False))
+    assert check.ok and not check.required
+
+
+# --- the sound server, through a stand-in pactl ---------------------------------------------------
+
+PactlScript = Callable[[str], None]
+
+
+@pytest.fixture
+def pactl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PactlScript:
+    """Installs a ``pactl`` that runs the given shell lines, first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+
+    def install(script: str) -> None:
+        path = bin_dir / "pactl"
+        path.write_text(f"#!/bin/sh\n{script}\n")
+        path.chmod(0o755)
+
+    return install
+
+
+async def test_a_running_sound_server_is_named(pactl: PactlScript) -> None:
+    pactl('[ "$1 $LC_ALL" = "info C" ] && echo "Server Name: PulseAudio (on PipeWire 1.0.5)"')
+    check = await doctor.check_sound_server(settings())
+    assert check.ok and check.detail == "PulseAudio (on PipeWire 1.0.5)"
+
+
+async def test_no_sound_server_says_how_to_start_one(pactl: PactlScript) -> None:
+    pactl('echo "Connection failure: Connection refused" >&2; exit 1')
+    check = await doctor.check_sound_server(settings())
+    assert not check.ok and check.required
+    assert "Connection refused" in check.detail and check.fix == server_fix()
+
+
+async def test_a_sound_server_that_does_not_answer_does_not_hang_doctor(
+    pactl: PactlScript, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pactl("exec sleep 60")
+    monkeypatch.setattr(doctor, "PACTL_TIMEOUT_S", 0.2)
+    check = await doctor.check_sound_server(settings())
+    assert not check.ok
+    assert "did not answer 'pactl info' within 0.2 s" in check.detail
+    assert check.fix == server_fix()
+
+
+async def test_no_pactl_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    check = await doctor.check_sound_server(settings())
+    assert not check.ok and check.detail == "pactl not found"
+    assert check.fix == "sudo apt install pulseaudio-utils"
+
+
+async def test_microphone_disabled_needs_no_sound_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    config = parse({"microphone": {"enabled": False}})
+    check = await doctor.check_sound_server(Settings(config=config, secrets=Secrets()))
     assert check.ok and not check.required

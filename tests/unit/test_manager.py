@@ -13,48 +13,59 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bridge.backoff import Backoff
 from bridge.control.queue import SpeechQueue
-from bridge.errors import ApiError, ApiFault, SessionGone
+from bridge.errors import ApiError, ApiFault, BadInput, SessionGone
 from bridge.eventbus import EventBus
+from bridge.media.frames import AudioChunk, VideoFrame
 from bridge.providers.base import (
     NO_RECORD,
     AvatarInfo,
-    LiveKitMedia,
-    PublishData,
     SessionInfo,
     SessionRecorder,
     SpeakMode,
 )
 from bridge.providers.events import AvatarEvent
-from bridge.session.manager import SessionManager, SessionState
+from bridge.session.manager import IllegalTransition, SessionManager, SessionState
 from bridge.session.orphans import OpenedSessions
+from bridge.source.base import DataChannel, MediaHandlers, SourceFailed
+from bridge.source.open import MediaAddress, SessionMedia
+from bridge.source.room import RoomAddress
 from tests.kit.eventually import eventually
+
+MAX_TEXT = 1000
 
 
 class ScriptedSession:
     provider = "script"
-    max_text = 1000
 
-    def __init__(self, number: int, keep_alive_every: float | None) -> None:
+    def __init__(self, number: int, provider: ScriptedProvider) -> None:
         self.session_id = f"s{number}"
-        self.media = LiveKitMedia(url="ws://unused", token="t")
-        self.keep_alive_every = keep_alive_every
+        self.media = RoomAddress(url="ws://unused", token="t")
+        self.keep_alive_every = provider.keep_alive_every
+        self._provider = provider
         self.spoken: list[tuple[str, SpeakMode]] = []
+        self.rooms: list[DataChannel | None] = []
         self.stopped = False
         self.gone = False
         self.interrupts = 0
+        self.seen_at_stop: Any = None
 
-    async def speak(self, text: str, mode: SpeakMode) -> str:
+    async def speak(self, text: str, mode: SpeakMode, room: DataChannel | None) -> str:
         self.spoken.append((text, mode))
-        return f"{self.session_id}-task{len(self.spoken)}"
+        self.rooms.append(room)
+        task_id = f"{self.session_id}-task{len(self.spoken)}"
+        if self._provider.before_reply is not None:
+            self._provider.before_reply(task_id)
+        return task_id
 
-    async def interrupt(self) -> None:
+    async def interrupt(self, room: DataChannel | None) -> None:
         self.interrupts += 1
 
     async def keep_alive(self) -> None:
@@ -62,24 +73,28 @@ class ScriptedSession:
             raise SessionGone(ApiFault(400, 10005, "closed"), provider="script", endpoint="ka")
 
     async def stop(self) -> None:
+        if self._provider.at_stop is not None:
+            self.seen_at_stop = await self._provider.at_stop()
         self.stopped = True
 
     def decode(self, payload: bytes, topic: str | None) -> list[AvatarEvent]:
-        return []
-
-    def attach(self, publish: PublishData) -> None:
-        pass
+        return [AvatarEvent("speak_text", text=payload.decode())] if topic == "script" else []
 
 
 class ScriptedProvider:
     name = "script"
     account: str | None = "script"
+    max_text = MAX_TEXT
 
     def __init__(self, *, failures: int = 0, keep_alive_every: float | None = None) -> None:
         self.failures = failures
         self.keep_alive_every = keep_alive_every
         self.sessions: list[ScriptedSession] = []
         self.calls: list[str] = []  # "open s1", "stop <id>", in order
+        # Called with a task id before speak() returns it (events that overtake the reply).
+        self.before_reply: Callable[[str], None] | None = None
+        # Awaited by a session's stop(); what it returns is kept as the session's seen_at_stop.
+        self.at_stop: Callable[[], Any] | None = None
 
     async def open_session(self, recorder: SessionRecorder = NO_RECORD) -> ScriptedSession:
         if self.failures:
@@ -87,7 +102,7 @@ class ScriptedProvider:
             raise ApiError(
                 ApiFault(503, None, "busy"), provider="script", endpoint="new", retryable=True
             )
-        session = ScriptedSession(len(self.sessions) + 1, self.keep_alive_every)
+        session = ScriptedSession(len(self.sessions) + 1, self)
         self.sessions.append(session)
         self.calls.append(f"open {session.session_id}")
         await recorder.created(session.session_id)
@@ -106,36 +121,60 @@ class ScriptedProvider:
         pass
 
 
-class PresentSource:
-    """A media source whose avatar is in the room at once."""
+class ScriptedSource:
+    """A media source whose avatar is in the room at once; ``fail`` makes the next run die."""
 
-    def __init__(self, manager: SessionManager) -> None:
-        self._manager = manager
+    def __init__(self, handlers: MediaHandlers, fail: asyncio.Event) -> None:
+        self._handlers = handlers
+        self._fail = fail
 
     async def run(self) -> None:
-        self._manager.on_avatar(True)
-        await asyncio.Event().wait()
+        self._handlers.presence(True)
+        await self._fail.wait()
+        self._fail.clear()
+        raise SourceFailed("the avatar's video track TR_1 stopped: ValueError('boom')")
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+
+class Room:
+    """The room link the sessions' commands go through."""
 
     async def publish(self, payload: bytes, topic: str) -> None:
         pass
 
-    def snapshot(self) -> dict[str, Any]:
-        return {}
+
+def ignore_video(frame: VideoFrame) -> None:
+    pass
+
+
+def ignore_audio(chunk: AudioChunk) -> None:
+    pass
 
 
 class Harness:
     def __init__(self, provider: ScriptedProvider, opened: OpenedSessions | None = None) -> None:
         self.bus = EventBus()
         self.provider = provider
-        self.queue = SpeechQueue(bus=self.bus)
+        self.queue = SpeechQueue(bus=self.bus, max_text=provider.max_text)
+        self.room = Room()
+        self.source_fails = asyncio.Event()
+        self.addresses: list[MediaAddress] = []
         self.manager = SessionManager(
             provider=provider,
-            make_source=lambda session, manager: PresentSource(manager),
             bus=self.bus,
+            video=ignore_video,
+            audio=ignore_audio,
             on_event=self.queue.on_event,
             on_session_end=self.queue.drop_unfinished,
             opened=opened,
+            open_session_media=self.open_media,
         )
+
+    def open_media(self, address: MediaAddress, handlers: MediaHandlers) -> SessionMedia:
+        self.addresses.append(address)
+        return SessionMedia(ScriptedSource(handlers, self.source_fails), self.room)
 
     def states(self) -> list[str]:
         return [e.data["state"] for e in self.bus.recent if e.topic == "session.state"]
@@ -155,23 +194,103 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def manager_task() -> asyncio.Task[Any]:
+    return next(t for t in asyncio.all_tasks() if t.get_name() == "manager")
+
+
+@pytest.mark.parametrize("harness", [{"keep_alive_every": 60.0}], indirect=True)
 async def test_live_then_stopped_on_shutdown(harness: Harness) -> None:
+    async def seen() -> tuple[str, list[str]]:
+        running = [t.get_name() for t in asyncio.all_tasks() if not t.done()]
+        return str(harness.manager.state), running
+
+    harness.provider.at_stop = seen
     await eventually(lambda: harness.manager.state == SessionState.LIVE)
     session = harness.provider.sessions[0]
-    task = next(t for t in asyncio.all_tasks() if t.get_name() == "manager")
+    task = manager_task()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert session.stopped
+    state_at_stop, tasks_at_stop = session.seen_at_stop
+    assert state_at_stop == "stopping"  # what status showed while the session was stopped
+    assert not {"keep-alive", "media-source"} & set(tasks_at_stop)  # they stopped first
     assert harness.manager.state == SessionState.STOPPED
     assert harness.states()[-2:] == ["stopping", "stopped"]
+    assert harness.addresses == [session.media]  # the source opened for the session's room
+
+
+async def test_a_second_cancel_waits_for_the_stop_it_interrupts(harness: Harness) -> None:
+    stopping, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_stop() -> None:
+        stopping.set()
+        await release.wait()
+
+    harness.provider.at_stop = slow_stop
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    session = harness.provider.sessions[0]
+    task = manager_task()
+    task.cancel()
+    await stopping.wait()
+    task.cancel()  # the supervisor's graceful stop is not cut in half by a second cancel
+    await asyncio.sleep(0)
+    assert not task.done() and not session.stopped
+    release.set()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and session.stopped
+    assert harness.manager.state == SessionState.STOPPED
+
+
+async def test_a_stop_that_never_answers_is_logged_with_why(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("bridge.session.manager.STOP_TIMEOUT_S", 0.05)
+    never = asyncio.Event()
+    harness.provider.at_stop = never.wait
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    task = manager_task()
+    with caplog.at_level(logging.WARNING, logger="bridge.session.manager"):
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert "could not stop session s1: no answer within 0.05 s" in caplog.text
 
 
 @pytest.mark.parametrize("harness", [{"failures": 2}], indirect=True)
 async def test_retries_a_failing_start(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bridge.session.manager.RETRY_FIRST_S", 0.01)
+    monkeypatch.setattr("bridge.session.manager.RETRY", Backoff(first=0.01, cap=0.01))
     await eventually(lambda: harness.manager.state == SessionState.LIVE, within=10)
     assert harness.states()[:4] == ["failed", "starting", "failed", "starting"]
     assert "busy" in str(harness.manager.last_error)
+
+
+async def test_a_failed_source_ends_the_session_and_a_new_one_opens(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    with caplog.at_level(logging.ERROR, logger="bridge.session.manager"):
+        harness.source_fails.set()
+        await eventually(lambda: len(harness.provider.sessions) == 2)
+        await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    assert harness.provider.sessions[0].stopped
+    assert harness.states()[-4:] == ["ended", "starting", "connecting", "live"]
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "ValueError('boom')" in record.getMessage()
+    assert "ValueError('boom')" in str(harness.manager.snapshot()["last_error"])
+
+
+async def test_a_presence_report_outside_a_session_is_a_bug() -> None:
+    harness = Harness(ScriptedProvider())
+    with pytest.raises(IllegalTransition, match="starting -> live"):
+        harness.manager.on_presence(True)  # no session, so no source, should report it
+    assert harness.manager.state == SessionState.STARTING
+
+
+async def test_data_from_the_room_is_decoded_by_the_session(harness: Harness) -> None:
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    harness.manager.handlers.data(b"hello", "script")
+    harness.manager.handlers.data(b"not for us", "other")
+    spoken = [e for e in harness.bus.recent if e.topic == "avatar.speak_text"]
+    assert [e.data["text"] for e in spoken] == ["hello"]
 
 
 async def test_provider_ending_the_session_renews_it(harness: Harness) -> None:
@@ -239,6 +358,43 @@ async def test_requests_wait_for_the_avatar_and_are_not_lost() -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_events_that_overtake_the_reply_still_end_the_request(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HeyGen's start/end events come over the room; the task id in the REST reply."""
+    monkeypatch.setattr("bridge.control.queue.END_GRACE_S", 3600.0)  # no timeout ends it
+
+    def talk_before_replying(task_id: str) -> None:
+        harness.manager.on_event(AvatarEvent("speak_started", task_id))
+        harness.manager.on_event(AvatarEvent("speak_ended", task_id))
+
+    harness.provider.before_reply = talk_before_replying
+    first = harness.queue.submit("short")
+    second = harness.queue.submit("next")
+    async with asyncio.timeout(10):  # the queue would otherwise wait for the hour
+        await first.ended.wait()
+        assert (first.state, first.detail) == ("done", None)
+        await second.ended.wait()
+    assert [text for text, _ in harness.provider.sessions[0].spoken] == ["short", "next"]
+    topics = [e.topic for e in harness.bus.recent if e.topic.startswith("speech.")]
+    assert topics.count("speech.done") == 2
+
+
+async def test_commands_go_through_the_sessions_room(harness: Harness) -> None:
+    request = harness.queue.submit("hello")
+    await eventually(lambda: request.state == "sending")
+    await harness.manager.interrupt()
+    session = harness.provider.sessions[0]
+    assert session.rooms == [harness.room] and session.interrupts == 1
+
+
+def test_the_queue_takes_the_providers_text_limit() -> None:
+    queue = SpeechQueue(bus=EventBus(), max_text=5)
+    assert queue.submit("12345").text == "12345"
+    with pytest.raises(BadInput, match="is 6 characters; at most 5 per request"):
+        queue.submit("123456")
 
 
 # --- sessions left by a crash -----------------------------------------------------------------

@@ -6,11 +6,10 @@ one-time session token from :meth:`HeyGenClient.create_token` (``Authorization: 
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self, TypeVar
+from typing import Any
 
-from bridge.config import ApiConfig, Secret
-from bridge.errors import UnexpectedResponse
-from bridge.providers.heygen import errors as faults
+from bridge.config import Secret
+from bridge.providers.heygen.errors import ERRORS
 from bridge.providers.heygen.models import (
     IceCandidate,
     NewSessionData,
@@ -22,72 +21,24 @@ from bridge.providers.heygen.models import (
     TaskMode,
     TaskType,
 )
-from bridge.providers.rest import envelope
-from bridge.providers.rest.client import RestClient
-
-AuthStyle = Literal["api_key", "bearer"]
-T = TypeVar("T")
+from bridge.providers.rest.api_client import ApiClient
 
 
-class HeyGenClient:
-    """One owned HTTP session; close it with ``aclose()`` or ``async with``."""
+class HeyGenClient(ApiClient):
+    """HeyGen's Streaming API, with the account's key or (``with_session_token``) a session's."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        credential: Secret,
-        auth: AuthStyle = "api_key",
-        timeout: float = 15.0,
-        retry_deadline: float = 20.0,
-    ) -> None:
-        self._credential = credential
-        self.auth: AuthStyle = auth
-        self._rest = RestClient(
-            provider=faults.PROVIDER,
-            base_url=base_url,
-            timeout=timeout,
-            retry_deadline=retry_deadline,
-            interpret=faults.interpret,
-        )
-
-    @property
-    def base_url(self) -> str:
-        return self._rest.base_url
-
-    @classmethod
-    def from_config(cls, api: ApiConfig, api_key: Secret) -> HeyGenClient:
-        return cls(
-            base_url=api.base_url,
-            credential=api_key,
-            timeout=api.timeout,
-            retry_deadline=api.retry_deadline,
-        )
+    errors = ERRORS
+    key_header = "x-api-key"
 
     def with_session_token(self, token: Secret) -> HeyGenClient:
         """A client that authenticates with a session token (as HeyGen's browser SDK does)."""
         return HeyGenClient(
-            base_url=self._rest.base_url,
+            base_url=self.base_url,
             credential=token,
             auth="bearer",
             timeout=self._rest.timeout,
             retry_deadline=self._rest.retry_deadline,
         )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._rest.aclose()
-
-    def _headers(self) -> dict[str, str]:
-        secret = self._credential.reveal()
-        if self.auth == "bearer":
-            return {"Authorization": f"Bearer {secret}"}
-        return {"x-api-key": secret}
 
     async def _post(self, name: str, body: dict[str, Any] | None, *, idempotent: bool) -> Any:
         return await self._rest.call(
@@ -104,21 +55,26 @@ class HeyGenClient:
             "GET", path, endpoint=name, headers=self._headers(), params=params, idempotent=True
         )
 
+    def _field(self, data: Any, name: str, endpoint: str) -> Any:
+        if not isinstance(data, dict) or name not in data:
+            raise self._unexpected(endpoint, f"no '{name}' in the answer")
+        return data[name]
+
     # --- session lifecycle -------------------------------------------------------------
 
     async def create_token(self) -> Secret:
         """A one-time session token (needs the API key; answered as ``{error, data}``)."""
         data = await self._post("streaming.create_token", None, idempotent=False)
-        token = _field(data, "token", "streaming.create_token")
+        token = self._field(data, "token", "streaming.create_token")
         if not isinstance(token, str) or not token:
-            raise _unexpected("streaming.create_token", "no token in the answer")
+            raise self._unexpected("streaming.create_token", "no token in the answer")
         return Secret(token)
 
     async def new_session(self, request: NewSessionRequest) -> NewSessionData:
         data = await self._post(
             "streaming.new", request.model_dump(exclude_none=True), idempotent=False
         )
-        return _parse(NewSessionData, data, "streaming.new")
+        return self._parse(NewSessionData, data, "streaming.new")
 
     async def start_session(self, session_id: str, *, sdp: dict[str, str] | None = None) -> None:
         body: dict[str, Any] = {"session_id": session_id}
@@ -141,7 +97,7 @@ class HeyGenClient:
             "task_mode": task_mode,
         }
         data = await self._post("streaming.task", body, idempotent=False)
-        return _parse(TaskData, data, "streaming.task")
+        return self._parse(TaskData, data, "streaming.task")
 
     async def interrupt(self, session_id: str) -> None:
         await self._post("streaming.interrupt", {"session_id": session_id}, idempotent=True)
@@ -168,29 +124,15 @@ class HeyGenClient:
     async def list_sessions(self) -> list[SessionSummary]:
         """Active sessions of this account (``GET /v1/streaming.list``)."""
         data = await self._get("/v1/streaming.list", "streaming.list")
-        sessions = _field(data, "sessions", "streaming.list")
-        return _parse(list[SessionSummary], sessions, "streaming.list")
+        sessions = self._field(data, "sessions", "streaming.list")
+        return self._parse(list[SessionSummary], sessions, "streaming.list")
 
     async def session_history(self, page_token: str | None = None) -> SessionHistoryPage:
         """One page of past sessions (``GET /v2/streaming.list``)."""
         params = {"token": page_token} if page_token else None
         data = await self._get("/v2/streaming.list", "streaming.list (v2)", params)
-        return _parse(SessionHistoryPage, data, "streaming.list (v2)")
+        return self._parse(SessionHistoryPage, data, "streaming.list (v2)")
 
     async def list_avatars(self) -> list[StreamingAvatar]:
         data = await self._get("/v1/streaming/avatar.list", "streaming/avatar.list")
-        return _parse(list[StreamingAvatar], data, "streaming/avatar.list")
-
-
-def _field(data: Any, name: str, endpoint: str) -> Any:
-    if not isinstance(data, dict) or name not in data:
-        raise _unexpected(endpoint, f"no '{name}' in the answer")
-    return data[name]
-
-
-def _parse(kind: type[T], data: Any, endpoint: str) -> T:
-    return envelope.parse(kind, data, provider=faults.PROVIDER, endpoint=endpoint)
-
-
-def _unexpected(endpoint: str, what: str) -> UnexpectedResponse:
-    return envelope.unexpected(faults.PROVIDER, endpoint, what)
+        return self._parse(list[StreamingAvatar], data, "streaming/avatar.list")

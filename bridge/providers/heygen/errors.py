@@ -1,43 +1,32 @@
-"""HeyGen error answers → the bridge's error tree, with causes and ways out a user can act on.
+"""HeyGen's error codes → the bridge's error tree, with causes and ways out a user can act on.
 
 Codes from reference/heygen-api.md §1.4 (several are only known from third-party clients).
+A known code decides the error whatever the HTTP status; the rest (429, 5xx, 401/403, 404)
+follows the rules every provider shares (:mod:`bridge.providers.rest.errors`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from bridge.errors import (
-    ApiError,
-    ApiFault,
-    InvalidRequest,
-    RateLimited,
-    SessionGone,
-    SessionLimitReached,
-    Unauthorized,
-)
-from bridge.providers.rest.client import Reply
-from bridge.providers.rest.envelope import data_of, fault_of, is_envelope_failure, retry_after
-
-PROVIDER = "HeyGen"
-SUCCESS = 100
+from bridge.errors import ApiFault, InvalidRequest, SessionGone, SessionLimitReached, Unauthorized
+from bridge.providers.rest.errors import ErrorMap, Refusal
 
 KEY_HINT = (
     "Check HEYGEN_API_KEY (app.heygen.com → Settings → API). LiveAvatar keys do not work on "
     "the Streaming API; for a LiveAvatar key set provider: liveavatar"
 )
+PLAN_HINT = "The Interactive Avatar API needs a HeyGen plan with API access"
 STOP_HINT = "Stop idle sessions with: heygen-bridge sessions stop --all"
+TRIAL_HINT = "Upgrade the HeyGen plan, or wait for the monthly trial allowance"
 AVATAR_HINT = "List the avatars you can stream with: heygen-bridge avatars"
+CURRENT_AVATAR_HINT = "Pick a current avatar: heygen-bridge avatars"
+
+KEY_REFUSED = "the API key or session token was not accepted"
 
 # code → (error class, cause, hint)
-_CODES: dict[int, tuple[type[ApiError], str, str | None]] = {
-    400112: (Unauthorized, "the API key or session token was not accepted", KEY_HINT),
+CODES: dict[int, Refusal] = {
+    400112: (Unauthorized, KEY_REFUSED, KEY_HINT),
     40009: (Unauthorized, "invalid credentials", KEY_HINT),
-    400599: (
-        Unauthorized,
-        "this account has no API access",
-        "The Interactive Avatar API needs a HeyGen plan with API access",
-    ),
+    400599: (Unauthorized, "this account has no API access", PLAN_HINT),
     40001: (InvalidRequest, "a required parameter is missing", None),
     400175: (InvalidRequest, "a parameter is invalid", None),
     10001: (InvalidRequest, "the session is not started yet (state: new)", None),
@@ -50,47 +39,21 @@ _CODES: dict[int, tuple[type[ApiError], str, str | None]] = {
     10012: (InvalidRequest, "avatar not found", AVATAR_HINT),
     10013: (InvalidRequest, "this avatar is not allowed for streaming", AVATAR_HINT),
     10014: (SessionLimitReached, "the session is full", STOP_HINT),
-    10015: (
-        SessionLimitReached,
-        "trial API limit reached",
-        "Upgrade the HeyGen plan, or wait for the monthly trial allowance",
-    ),
-    400014: (
-        InvalidRequest,
-        "avatar version is deprecated (v3+ required)",
-        "Pick a current avatar: heygen-bridge avatars",
-    ),
+    10015: (SessionLimitReached, "trial API limit reached", TRIAL_HINT),
+    400014: (InvalidRequest, "avatar version is deprecated (v3+ required)", CURRENT_AVATAR_HINT),
 }
 
 
-def interpret(reply: Reply) -> Any:
-    """Data of a successful answer, or the matching :class:`ApiError`."""
-    if reply.ok and not is_envelope_failure(reply, (SUCCESS,)):
-        return data_of(reply)
-    raise error_for(fault_of(reply), reply)
+class HeyGenErrors(ErrorMap):
+    """HeyGen's answers: success is code 100; a code in :data:`CODES` names the refusal."""
+
+    provider = "HeyGen"
+    success_codes = frozenset({100})
+    config_section = "heygen"
+    key_refused = (Unauthorized, KEY_REFUSED, KEY_HINT)
+
+    def recognise(self, fault: ApiFault, endpoint: str) -> Refusal | None:
+        return CODES.get(fault.code) if fault.code is not None else None
 
 
-def error_for(fault: ApiFault, reply: Reply) -> ApiError:
-    endpoint = reply.endpoint
-    if fault.status == 429:
-        return RateLimited(
-            fault,
-            provider=PROVIDER,
-            endpoint=endpoint,
-            retry_after=retry_after(reply),
-            cause="too many requests",
-        )
-    cls: type[ApiError]
-    if fault.code in _CODES:
-        cls, cause, hint = _CODES[fault.code]
-    elif fault.status in (401, 403):
-        cls, cause, hint = Unauthorized, "the API key or session token was not accepted", KEY_HINT
-    elif fault.status >= 500:
-        return ApiError(
-            fault, provider=PROVIDER, endpoint=endpoint, cause="internal error", retryable=True
-        )
-    elif fault.status == 404:
-        cls, cause, hint = InvalidRequest, "no such endpoint (check heygen.base_url)", None
-    else:
-        cls, cause, hint = InvalidRequest, fault.message or "request refused", None
-    return cls(fault, provider=PROVIDER, endpoint=endpoint, cause=cause, hint=hint)
+ERRORS = HeyGenErrors()

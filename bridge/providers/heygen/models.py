@@ -1,14 +1,15 @@
 """Typed requests and answers of the HeyGen Streaming API (reference/heygen-api.md §1.2–1.3).
 
-Requests are strict (we build them); answers ignore fields we do not use, because the real
-service adds fields over time.
+Requests are strict and answers lenient (:mod:`bridge.providers.rest.models`).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from bridge.providers.rest.models import Answer, Request
 
 Quality = Literal["high", "medium", "low"]
 TaskType = Literal["repeat", "chat", "talk"]
@@ -16,15 +17,7 @@ TaskMode = Literal["sync", "async"]
 SessionStatus = Literal["new", "connecting", "connected", "closing", "closed"]
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class ElevenLabsSettings(_Request):
+class ElevenLabsSettings(Request):
     stability: float | None = Field(default=None, ge=0, le=1)
     similarity_boost: float | None = Field(default=None, ge=0, le=1)
     style: float | None = Field(default=None, ge=0, le=1)
@@ -32,7 +25,7 @@ class ElevenLabsSettings(_Request):
     model_id: Literal["eleven_flash_v2_5", "eleven_multilingual_v2"] | None = None
 
 
-class Voice(_Request):
+class Voice(Request):
     voice_id: str | None = None
     rate: float | None = Field(default=None, ge=0.5, le=1.5)
     # HeyGen's SDK sends emotions in lower case (the docs capitalise them).
@@ -40,12 +33,12 @@ class Voice(_Request):
     elevenlabs_settings: ElevenLabsSettings | None = None
 
 
-class SttSettings(_Request):
+class SttSettings(Request):
     provider: Literal["deepgram", "gladia"] | None = None
     confidence: float | None = Field(default=None, ge=0, le=1)
 
 
-class LiveKitSettings(_Request):
+class LiveKitSettings(Request):
     """Your own LiveKit room; ``token`` is the JWT the *avatar* joins it with."""
 
     url: str
@@ -53,7 +46,7 @@ class LiveKitSettings(_Request):
     token: str
 
 
-class NewSessionRequest(_Request):
+class NewSessionRequest(Request):
     quality: Quality | None = None
     avatar_id: str | None = None
     voice: Voice | None = None
@@ -68,13 +61,17 @@ class NewSessionRequest(_Request):
     livekit_settings: LiveKitSettings | None = None
 
 
-class IceServer(_Answer):
-    urls: list[str] = []
+class IceServer(Answer):
+    """A STUN/TURN server of a v1 (raw WebRTC) session (``ice_servers2``)."""
+
+    urls: list[str] = Field(default_factory=list)
     username: str | None = None
     credential: str | None = None
 
 
-class NewSessionData(_Answer):
+class NewSessionData(Answer):
+    """``streaming.new``: the LiveKit room (v2) or the SDP offer (v1) of the new session."""
+
     session_id: str
     url: str | None = None
     access_token: str | None = None
@@ -86,36 +83,39 @@ class NewSessionData(_Answer):
     ice_servers2: list[IceServer] | None = None
 
 
-class TaskData(_Answer):
+class TaskData(Answer):
     task_id: str
     duration_ms: float = 0.0
 
 
-class SessionSummary(_Answer):
+class SessionSummary(Answer):
+    """An active session (``GET /v1/streaming.list``)."""
+
     session_id: str
     status: str
     created_at: float | None = None
 
 
-class HistoricSession(_Answer):
-    session_id: str
-    status: str
-    created_at: float | None = None
+class HistoricSession(SessionSummary):
+    """A past session (``GET /v2/streaming.list``): the summary and what it cost."""
+
     api_key_type: str | None = None
     duration: float | None = None
     avatar_id: str | None = None
     voice_name: str | None = None
 
 
-class SessionHistoryPage(_Answer):
+class SessionHistoryPage(Answer):
     total: int = 0
     page: int = 1
     page_size: int = 0
     next_pagination_token: str | None = None
-    data: list[HistoricSession] = []
+    data: list[HistoricSession] = Field(default_factory=list)
 
 
-class StreamingAvatar(_Answer):
+class StreamingAvatar(Answer):
+    """An avatar the account can stream (``GET /v1/streaming/avatar.list``)."""
+
     avatar_id: str
     created_at: float | None = None
     default_voice: str | None = None
@@ -125,7 +125,9 @@ class StreamingAvatar(_Answer):
     status: str | None = None
 
 
-class IceCandidate(_Request):
+class IceCandidate(Request):
+    """A local ICE candidate for ``streaming.ice`` (legacy v1), as the browser names it."""
+
     candidate: str
     sdpMid: str | None = None
     sdpMLineIndex: int | None = None

@@ -12,8 +12,8 @@ from datetime import timedelta
 from livekit import api
 
 from bridge.config import Secret
+from bridge.source.room import AVATAR_IDENTITY
 
-AVATAR_IDENTITY = "heygen"
 BRIDGE_IDENTITY = "heygen-bridge"
 TOKEN_TTL = timedelta(hours=6)
 

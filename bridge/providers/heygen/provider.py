@@ -17,17 +17,23 @@ from bridge.errors import InvalidRequest, SessionGone, UnexpectedResponse
 from bridge.providers.base import (
     NO_RECORD,
     AvatarInfo,
-    LiveKitMedia,
-    PublishData,
     SessionInfo,
     SessionRecorder,
     SpeakMode,
-    discard,
+    start_or_discard,
 )
 from bridge.providers.events import AvatarEvent
 from bridge.providers.heygen.client import HeyGenClient
-from bridge.providers.heygen.models import LiveKitSettings, NewSessionRequest, TaskType, Voice
+from bridge.providers.heygen.models import (
+    LiveKitSettings,
+    NewSessionData,
+    NewSessionRequest,
+    TaskType,
+    Voice,
+)
 from bridge.providers.heygen.own_room import OwnRoom
+from bridge.source.base import DataChannel
+from bridge.source.room import RoomAddress
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ CONNECTING_GRACE_S = 10.0
 
 class HeyGenProvider:
     name = "HeyGen"
+    max_text = MAX_TEXT
 
     def __init__(
         self, *, client: HeyGenClient, avatar: AvatarConfig, own_room: OwnRoom | None = None
@@ -103,51 +110,55 @@ class HeyGenProvider:
 
     async def open_session(self, recorder: SessionRecorder = NO_RECORD) -> HeyGenSession:
         data = await self._client.new_session(self.new_session_request())
-        await recorder.created(data.session_id)
-        try:
+
+        async def start() -> RoomAddress:
             await self._client.start_session(data.session_id)
-        except BaseException:
-            # Never leave a created session behind: it counts against the concurrency limit.
-            await asyncio.shield(discard(self.stop_session, data.session_id, recorder))
-            raise
-        if self._own_room is not None:
-            media = LiveKitMedia(url=self._own_room.url, token=self._own_room.bridge_token())
-        elif data.url and data.access_token:
-            media = LiveKitMedia(url=data.url, token=data.access_token)
-        else:
-            await discard(self.stop_session, data.session_id, recorder)
-            raise UnexpectedResponse(
-                "HeyGen streaming.new: answered without a LiveKit url and access_token",
-                provider=self.name,
-                endpoint="streaming.new",
-            )
+            return self._room_of(data)
+
+        room = await start_or_discard(
+            data.session_id, start, stop_session=self.stop_session, recorder=recorder
+        )
         idle = self._avatar.activity_idle_timeout
         return HeyGenSession(
             client=self._client,
             session_id=data.session_id,
-            media=media,
+            media=room,
             keep_alive_every=min(60.0, idle / 3),
+        )
+
+    def _room_of(self, data: NewSessionData) -> RoomAddress:
+        """Where the bridge joins the avatar: your own room, or the one HeyGen made."""
+        if self._own_room is not None:
+            return RoomAddress(url=self._own_room.url, token=self._own_room.bridge_token())
+        if data.url and data.access_token:
+            return RoomAddress(url=data.url, token=data.access_token)
+        raise UnexpectedResponse(
+            "HeyGen streaming.new: answered without a LiveKit url and access_token",
+            provider=self.name,
+            endpoint="streaming.new",
         )
 
 
 class HeyGenSession:
+    """One HeyGen session: commands over REST, events from its room's data packets."""
+
     provider = "HeyGen"
-    max_text = MAX_TEXT
 
     def __init__(
         self,
         *,
         client: HeyGenClient,
         session_id: str,
-        media: LiveKitMedia,
+        media: RoomAddress,
         keep_alive_every: float,
     ) -> None:
         self._client = client
         self.session_id = session_id
-        self.media: LiveKitMedia = media
+        self.media: RoomAddress = media
         self.keep_alive_every: float | None = keep_alive_every
 
-    async def speak(self, text: str, mode: SpeakMode) -> str:
+    async def speak(self, text: str, mode: SpeakMode, room: DataChannel | None) -> str:
+        """``streaming.task`` (REST; nothing goes through the room)."""
         # HeyGen's own SDK sends "talk" for LLM answers; the docs call it "chat".
         task_type: TaskType = "repeat" if mode == "repeat" else "talk"
         deadline = asyncio.get_running_loop().time() + CONNECTING_GRACE_S
@@ -163,7 +174,7 @@ class HeyGenSession:
                 continue
             return task.task_id
 
-    async def interrupt(self) -> None:
+    async def interrupt(self, room: DataChannel | None) -> None:
         await self._client.interrupt(self.session_id)
 
     async def keep_alive(self) -> None:
@@ -172,9 +183,6 @@ class HeyGenSession:
     async def stop(self) -> None:
         with contextlib.suppress(SessionGone):
             await self._client.stop(self.session_id)
-
-    def attach(self, publish: PublishData) -> None:
-        """HeyGen takes commands over REST; nothing is sent into the room."""
 
     def decode(self, payload: bytes, topic: str | None) -> list[AvatarEvent]:
         return decode_event(payload)

@@ -8,13 +8,24 @@ stop and keep-alive take either; listings need the key; public avatars need noth
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from bridge import log
-from bridge.config import ApiConfig, Secret
-from bridge.errors import Unauthorized, UnexpectedResponse
-from bridge.providers.liveavatar import errors as faults
+from bridge.config import Secret
+from bridge.errors import Unauthorized
+from bridge.providers.liveavatar.errors import (
+    AVATARS,
+    ERRORS,
+    KEEP_ALIVE,
+    PUBLIC_AVATARS,
+    SESSION,
+    SESSIONS,
+    START,
+    STOP,
+    TOKEN,
+    token_refused,
+)
 from bridge.providers.liveavatar.models import (
     AvatarPage,
     FullTokenRequest,
@@ -26,63 +37,19 @@ from bridge.providers.liveavatar.models import (
     SessionTokenData,
     StartSession,
 )
-from bridge.providers.rest import envelope
-from bridge.providers.rest.client import RestClient
-
-T = TypeVar("T")
-Method = Literal["GET", "POST"]
+from bridge.providers.rest.api_client import ApiClient
+from bridge.providers.rest.client import HttpMethod
 
 
-class LiveAvatarClient:
-    """One owned HTTP session; close it with ``aclose()`` or ``async with``."""
+class LiveAvatarClient(ApiClient):
+    """LiveAvatar's API, with the account's key, or per call the session token it minted."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        credential: Secret,
-        timeout: float = 15.0,
-        retry_deadline: float = 20.0,
-    ) -> None:
-        self._api_key = credential
-        self._rest = RestClient(
-            provider=faults.PROVIDER,
-            base_url=base_url,
-            timeout=timeout,
-            retry_deadline=retry_deadline,
-            interpret=faults.interpret,
-        )
-
-    @property
-    def base_url(self) -> str:
-        return self._rest.base_url
-
-    @classmethod
-    def from_config(cls, api: ApiConfig, api_key: Secret) -> LiveAvatarClient:
-        return cls(
-            base_url=api.base_url,
-            credential=api_key,
-            timeout=api.timeout,
-            retry_deadline=api.retry_deadline,
-        )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._rest.aclose()
-
-    # --- plumbing ----------------------------------------------------------------------
-
-    def _key_headers(self) -> dict[str, str]:
-        return {"X-API-KEY": self._api_key.reveal()}
+    errors = ERRORS
+    key_header = "X-API-KEY"
 
     async def _call(
         self,
-        method: Method,
+        method: HttpMethod,
         path: str,
         endpoint: str,
         *,
@@ -93,11 +60,7 @@ class LiveAvatarClient:
         idempotent: bool,
     ) -> Any:
         """One call with the session token (Bearer) when given, else the API key."""
-        headers: dict[str, str] = {}
-        if token is not None:
-            headers = {"Authorization": f"Bearer {token.reveal()}"}
-        elif not anonymous:
-            headers = self._key_headers()
+        headers = {} if anonymous else self._headers(token)
         try:
             return await self._rest.call(
                 method,
@@ -111,7 +74,7 @@ class LiveAvatarClient:
         except Unauthorized as exc:
             if token is None:
                 raise
-            raise faults.token_refused(exc) from exc
+            raise token_refused(exc) from exc
 
     # --- session lifecycle -------------------------------------------------------------
 
@@ -120,13 +83,13 @@ class LiveAvatarClient:
         data = await self._call(
             "POST",
             "/v1/sessions/token",
-            faults.TOKEN,
+            TOKEN,
             body=request.model_dump(exclude_none=True),
             idempotent=False,  # a lost answer may still have created a session
         )
-        parsed = _parse(SessionTokenData, data, faults.TOKEN)
+        parsed = self._parse(SessionTokenData, data, TOKEN)
         if not parsed.session_token:
-            raise _unexpected(faults.TOKEN, "empty session_token")
+            raise self._unexpected(TOKEN, "empty session_token")
         log.register_secret(parsed.session_token)
         return SessionToken(
             session_id=parsed.session_id, session_token=Secret(parsed.session_token)
@@ -134,17 +97,15 @@ class LiveAvatarClient:
 
     async def start_session(self, token: Secret) -> StartSession:
         """Start the session the token was minted for; answered 201 with the LiveKit room."""
-        data = await self._call(
-            "POST", "/v1/sessions/start", faults.START, token=token, idempotent=False
-        )
-        return _parse(StartSession, data, faults.START)
+        data = await self._call("POST", "/v1/sessions/start", START, token=token, idempotent=False)
+        return self._parse(StartSession, data, START)
 
     async def keep_alive(self, session_id: str, token: Secret | None = None) -> None:
         """Reset the 5-minute idle timer."""
         await self._call(
             "POST",
             "/v1/sessions/keep-alive",
-            faults.KEEP_ALIVE,
+            KEEP_ALIVE,
             token=token,
             body={"session_id": session_id},
             idempotent=True,
@@ -159,7 +120,7 @@ class LiveAvatarClient:
         await self._call(
             "POST",
             "/v1/sessions/stop",
-            faults.STOP,
+            STOP,
             token=token,
             body={"session_id": session_id, "reason": reason},
             idempotent=True,
@@ -172,27 +133,23 @@ class LiveAvatarClient:
     ) -> SessionPage:
         """One page of this account's active or ended sessions (``GET /v1/sessions``)."""
         params = {"type": kind, "page": str(page), "page_size": str(page_size)}
-        data = await self._call(
-            "GET", "/v1/sessions", faults.SESSIONS, params=params, idempotent=True
-        )
-        return _parse(SessionPage, data, faults.SESSIONS)
+        data = await self._call("GET", "/v1/sessions", SESSIONS, params=params, idempotent=True)
+        return self._parse(SessionPage, data, SESSIONS)
 
     async def get_session(self, session_id: str) -> SessionEntry:
         data = await self._call(
             "GET",
             f"/v1/sessions/{quote(session_id, safe='')}",
-            faults.SESSION,
+            SESSION,
             idempotent=True,
         )
-        return _parse(SessionEntry, data, faults.SESSION)
+        return self._parse(SessionEntry, data, SESSION)
 
     async def list_avatars(self, page: int = 1, page_size: int = 20) -> AvatarPage:
         """One page of the account's own avatars."""
         params = {"page": str(page), "page_size": str(page_size)}
-        data = await self._call(
-            "GET", "/v1/avatars", faults.AVATARS, params=params, idempotent=True
-        )
-        return _parse(AvatarPage, data, faults.AVATARS)
+        data = await self._call("GET", "/v1/avatars", AVATARS, params=params, idempotent=True)
+        return self._parse(AvatarPage, data, AVATARS)
 
     async def list_public_avatars(self, page: int = 1, page_size: int = 20) -> AvatarPage:
         """One page of LiveAvatar's public avatars (no credential needed)."""
@@ -200,17 +157,9 @@ class LiveAvatarClient:
         data = await self._call(
             "GET",
             "/v1/avatars/public",
-            faults.PUBLIC_AVATARS,
+            PUBLIC_AVATARS,
             anonymous=True,
             params=params,
             idempotent=True,
         )
-        return _parse(AvatarPage, data, faults.PUBLIC_AVATARS)
-
-
-def _parse(kind: type[T], data: Any, endpoint: str) -> T:
-    return envelope.parse(kind, data, provider=faults.PROVIDER, endpoint=endpoint)
-
-
-def _unexpected(endpoint: str, what: str) -> UnexpectedResponse:
-    return envelope.unexpected(faults.PROVIDER, endpoint, what)
+        return self._parse(AvatarPage, data, PUBLIC_AVATARS)

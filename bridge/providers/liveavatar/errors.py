@@ -9,22 +9,8 @@ carrying any other code and no data is a failure (the SDK's "HTTP 200 + code 400
 
 from __future__ import annotations
 
-from typing import Any
-
-from bridge.errors import (
-    ApiError,
-    ApiFault,
-    InvalidRequest,
-    RateLimited,
-    SessionGone,
-    SessionLimitReached,
-    Unauthorized,
-)
-from bridge.providers.rest.client import Reply
-from bridge.providers.rest.envelope import data_of, fault_of, is_envelope_failure, retry_after
-
-PROVIDER = "LiveAvatar"
-SUCCESS_CODES = (100, 1000)
+from bridge.errors import ApiFault, InvalidRequest, SessionGone, SessionLimitReached, Unauthorized
+from bridge.providers.rest.errors import ErrorMap, Refusal
 
 # Endpoint names, as they appear in messages.
 TOKEN = "sessions/token"
@@ -58,60 +44,48 @@ SANDBOX_HINT = (
 )
 
 
-def interpret(reply: Reply) -> Any:
-    """Data of a successful answer, or the matching :class:`ApiError`."""
-    if reply.ok and not is_envelope_failure(reply, SUCCESS_CODES):
-        return data_of(reply)
-    raise error_for(fault_of(reply), reply)
+class LiveAvatarErrors(ErrorMap):
+    """LiveAvatar's answers: no documented codes, so words, statuses and endpoints decide."""
+
+    provider = "LiveAvatar"
+    # The OpenAPI says 100, the official SDK insists on 1000 (§5): both are success.
+    success_codes = frozenset({100, 1000})
+    config_section = "liveavatar"
+    key_refused = (Unauthorized, "the API key was not accepted", KEY_HINT)
+
+    def recognise(self, fault: ApiFault, endpoint: str) -> Refusal | None:
+        """The two refusals a user must act on, told by their words (or 402)."""
+        words = fault.message.lower()
+        if "concurrent" in words:
+            return SessionLimitReached, "concurrent session limit reached", STOP_HINT
+        if fault.status == 402 or "credit" in words:
+            return SessionLimitReached, "not enough credits", CREDITS_HINT
+        return None
+
+    def refusal(self, fault: ApiFault, endpoint: str) -> Refusal:
+        """404 by endpoint, 422 with the fields, other refusals with a hint from their words."""
+        if fault.status == 404 and endpoint in _SESSION_ENDPOINTS:
+            return SessionGone, "the session does not exist or has ended", None
+        if fault.status == 404 and endpoint == TOKEN:
+            return InvalidRequest, fault.message or "avatar not found", AVATAR_HINT
+        if fault.status == 422:
+            hint = AVATAR_HINT if "avatar_id" in fault.message else None
+            return InvalidRequest, f"invalid request: {fault.message or 'no details given'}", hint
+        if fault.status in (401, 403, 404):
+            return super().refusal(fault, endpoint)
+        words = fault.message.lower()
+        hint = SANDBOX_HINT if "sandbox" in words else AVATAR_HINT if "avatar" in words else None
+        return InvalidRequest, fault.message or "request refused", hint
 
 
-def error_for(fault: ApiFault, reply: Reply) -> ApiError:
-    endpoint = reply.endpoint
-    if fault.status == 429:
-        return RateLimited(
-            fault,
-            provider=PROVIDER,
-            endpoint=endpoint,
-            retry_after=retry_after(reply),
-            cause="too many requests",
-        )
-    words = fault.message.lower()
-    cls: type[ApiError]
-    hint: str | None = None
-    if "concurrent" in words:
-        cls, cause, hint = SessionLimitReached, "concurrent session limit reached", STOP_HINT
-    elif fault.status == 402 or "credit" in words:
-        cls, cause, hint = SessionLimitReached, "not enough credits", CREDITS_HINT
-    elif fault.status in (401, 403):
-        cls, cause, hint = Unauthorized, "the API key was not accepted", KEY_HINT
-    elif fault.status >= 500:
-        return ApiError(
-            fault, provider=PROVIDER, endpoint=endpoint, cause="internal error", retryable=True
-        )
-    elif fault.status == 404 and endpoint in _SESSION_ENDPOINTS:
-        cls, cause = SessionGone, "the session does not exist or has ended"
-    elif fault.status == 404 and endpoint == TOKEN:
-        cls, cause, hint = InvalidRequest, fault.message or "avatar not found", AVATAR_HINT
-    elif fault.status == 404:
-        cls, cause = InvalidRequest, "no such endpoint (check liveavatar.base_url)"
-    elif fault.status == 422:
-        cls, cause = InvalidRequest, f"invalid request: {fault.message or 'no details given'}"
-        if "avatar_id" in fault.message:
-            hint = AVATAR_HINT
-    else:
-        cls, cause = InvalidRequest, fault.message or "request refused"
-        if "sandbox" in words:
-            hint = SANDBOX_HINT
-        elif "avatar" in words:
-            hint = AVATAR_HINT
-    return cls(fault, provider=PROVIDER, endpoint=endpoint, cause=cause, hint=hint)
+ERRORS = LiveAvatarErrors()
 
 
 def token_refused(exc: Unauthorized) -> Unauthorized:
     """The same refusal, explained for a call made with a session token instead of the key."""
     return Unauthorized(
         exc.fault,
-        provider=PROVIDER,
+        provider=ERRORS.provider,
         endpoint=exc.endpoint,
         cause="the session token was not accepted (expired, or for another session)",
         hint=TOKEN_HINT,

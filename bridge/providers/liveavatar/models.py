@@ -1,8 +1,8 @@
 """Typed requests and answers of the LiveAvatar API (reference/liveavatar-api.md §1).
 
-Requests are strict (we build them); answers ignore fields we do not use, because the real
-service adds fields over time.  Only FULL mode is modelled: the bridge needs LiveAvatar's own
-room, LLM and voice, not a LITE session driving our own audio.
+Requests are strict and answers lenient (:mod:`bridge.providers.rest.models`).  Only FULL
+mode is modelled: the bridge needs LiveAvatar's own room, LLM and voice, not a LITE session
+driving our own audio.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from bridge.config import Secret
+from bridge.providers.rest.models import Answer, Request
 
 VideoQuality = Literal["very_high", "high", "medium", "low"]
 VideoEncoding = Literal["H264", "VP8"]
@@ -40,18 +41,10 @@ SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
 MIN_SPEED, MAX_SPEED = 0.8, 1.2
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
 # --- create a session token (FULL mode) ---------------------------------------------------
 
 
-class ElevenLabsVoiceSettings(_Request):
+class ElevenLabsVoiceSettings(Request):
     """The ``elevenLabs`` variant of ``avatar_persona.voice_settings`` (picked by ``provider``)."""
 
     provider: Literal["elevenLabs"] = "elevenLabs"
@@ -63,19 +56,19 @@ class ElevenLabsVoiceSettings(_Request):
     model: ElevenLabsModel | None = None
 
 
-class AvatarPersona(_Request):
+class AvatarPersona(Request):
     voice_id: str | None = None  # None: the avatar's default voice
     context_id: str | None = None  # None: "restricted mode", the avatar does not answer
     language: str | None = None  # LiveAvatar's default is "en"
     voice_settings: ElevenLabsVoiceSettings | None = None
 
 
-class VideoSettings(_Request):
+class VideoSettings(Request):
     quality: VideoQuality = "high"
     encoding: VideoEncoding = "H264"
 
 
-class FullTokenRequest(_Request):
+class FullTokenRequest(Request):
     """``FullSDKSessionTokenConfigDataSchema``: the body of ``POST /v1/sessions/token``."""
 
     mode: Literal["FULL"] = "FULL"
@@ -94,7 +87,7 @@ class SessionToken:
     session_token: Secret
 
 
-class SessionTokenData(_Answer):
+class SessionTokenData(Answer):
     session_id: str
     session_token: str
 
@@ -102,7 +95,7 @@ class SessionTokenData(_Answer):
 # --- start -------------------------------------------------------------------------------
 
 
-class StartSession(_Answer):
+class StartSession(Answer):
     """``StartSessionResponseSchema``: where the avatar's LiveKit room is."""
 
     session_id: str
@@ -116,7 +109,7 @@ class StartSession(_Answer):
 # --- listings ----------------------------------------------------------------------------
 
 
-class SessionEntry(_Answer):
+class SessionEntry(Answer):
     """``ListSessionEntrySchema`` / ``ListHistoricEntrySchema`` (the latter adds end_*)."""
 
     id: str
@@ -131,19 +124,19 @@ class SessionEntry(_Answer):
     end_reason: str | None = None  # a SessionEndReason; kept open for new values
 
 
-class SessionPage(_Answer):
+class SessionPage(Answer):
     count: int
     next: str | None = None
     previous: str | None = None
     results: list[SessionEntry]
 
 
-class DefaultVoice(_Answer):
+class DefaultVoice(Answer):
     id: str
     name: str | None = None
 
 
-class Avatar(_Answer):
+class Avatar(Answer):
     """``AvatarSchema``."""
 
     id: str
@@ -160,7 +153,7 @@ class Avatar(_Answer):
     error_message: str | None = None
 
 
-class AvatarPage(_Answer):
+class AvatarPage(Answer):
     count: int
     next: str | None = None
     previous: str | None = None

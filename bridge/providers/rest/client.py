@@ -1,9 +1,11 @@
 """The HTTP transport shared by the provider clients: one owned aiohttp session, a timeout on
 every call, JSON in and out, retries per :mod:`bridge.providers.rest.retry`.
 
-What a provider's answer *means* (envelopes, error codes) is not decided here: each client
-passes an ``interpret`` function that turns a :class:`Reply` into data or raises an
-:class:`~bridge.errors.ApiError`.
+A failure to get any answer becomes a :class:`~bridge.errors.TransportError` saying whether
+the request may have reached the server (``sent``).  What an answer *means* (envelopes, error
+codes) is not decided here: each client passes an ``interpret`` function (its provider's
+:meth:`~bridge.providers.rest.errors.ErrorMap.interpret`) that turns a :class:`Reply` into
+data or raises an :class:`~bridge.errors.ApiError`.
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import aiohttp
 
+from bridge.backoff import Backoff, Retrying
 from bridge.errors import RemoteError, TransportError
-from bridge.providers.rest.retry import Backoff, should_retry, wait_before_retry
+from bridge.providers.rest.retry import REST_BACKOFF, should_retry, wait_before_retry
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
+    """One answer as it came: for ``interpret`` to read."""
+
     status: int
     body: Any  # parsed JSON, or None when the body was empty or not JSON
     text: str  # the raw body, for messages when it is not JSON (truncated)
@@ -38,6 +43,7 @@ class Reply:
 
 
 Interpret = Callable[[Reply], Any]
+HttpMethod = Literal["GET", "POST"]
 
 
 class RestClient:
@@ -59,8 +65,8 @@ class RestClient:
         self.timeout = timeout
         self.retry_deadline = retry_deadline
         self._interpret = interpret
-        self._backoff = backoff or Backoff()
-        self._rng = rng or random.Random()
+        self._backoff = backoff or REST_BACKOFF
+        self._rng = rng
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -84,7 +90,7 @@ class RestClient:
 
     async def call(
         self,
-        method: str,
+        method: HttpMethod,
         path: str,
         *,
         endpoint: str,
@@ -96,7 +102,7 @@ class RestClient:
         """One logical call: retried while retryable and the deadline allows."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_deadline
-        attempt = 0
+        retrying = Retrying(self._backoff, self._rng)
         while True:
             try:
                 reply = await self._once(method, path, endpoint, headers, json_body, params)
@@ -104,23 +110,22 @@ class RestClient:
             except RemoteError as exc:
                 if not should_retry(exc, idempotent=idempotent):
                     raise
-                delay = wait_before_retry(exc, attempt, self._backoff, self._rng)
+                delay = wait_before_retry(exc, retrying.failed())
                 if loop.time() + delay > deadline:
                     raise
-                attempt += 1
                 log.warning(
                     "%s %s failed (%s); retry %d in %.2f s",
                     self.provider,
                     endpoint,
                     exc,
-                    attempt,
+                    retrying.failures,
                     delay,
                 )
                 await asyncio.sleep(delay)
 
     async def _once(
         self,
-        method: str,
+        method: HttpMethod,
         path: str,
         endpoint: str,
         headers: Mapping[str, str],
@@ -140,25 +145,9 @@ class RestClient:
                     raw = await resp.read()
                     status, resp_headers = resp.status, dict(resp.headers)
         except TimeoutError:
-            raise self._transport(
-                endpoint, f"no answer within {self.timeout:g} s", sent=True
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise self._transport(
-                endpoint, f"cannot connect to {self.base_url} ({exc.os_error})", sent=False
-            ) from exc
-        except (
-            aiohttp.ServerDisconnectedError,
-            aiohttp.ClientPayloadError,
-            aiohttp.ClientOSError,
-        ) as exc:
-            raise self._transport(
-                endpoint, f"connection lost ({type(exc).__name__})", sent=True
-            ) from exc
+            raise self._transport(endpoint, f"no answer within {self.timeout:g} s", True) from None
         except aiohttp.ClientError as exc:
-            raise self._transport(
-                endpoint, f"HTTP failure ({type(exc).__name__}: {exc})", sent=True
-            ) from exc
+            raise self._transport(endpoint, *self._what_failed(exc)) from exc
         text = raw.decode("utf-8", "replace")
         try:
             body = json.loads(text) if text.strip() else None
@@ -168,7 +157,20 @@ class RestClient:
             status=status, body=body, text=text[:300], headers=resp_headers, endpoint=endpoint
         )
 
-    def _transport(self, endpoint: str, what: str, *, sent: bool) -> TransportError:
+    def _what_failed(self, exc: aiohttp.ClientError) -> tuple[str, bool]:
+        """What went wrong, and whether the request may have reached the server (``sent``)."""
+        name = type(exc).__name__
+        # ClientConnectorError is a ClientOSError: it must be told apart first.
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return f"cannot connect to {self.base_url} ({exc.os_error})", False
+        if isinstance(
+            exc,
+            aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError,
+        ):
+            return f"connection lost ({name})", True
+        return f"HTTP failure ({name}: {exc})", True
+
+    def _transport(self, endpoint: str, what: str, sent: bool) -> TransportError:
         return TransportError(
             f"{self.provider} {endpoint}: {what}",
             provider=self.provider,

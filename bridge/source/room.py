@@ -1,0 +1,107 @@
+"""The avatar's LiveKit room: where it is (:class:`RoomAddress`) and the bridge's place in it
+(:class:`RoomLink`).
+
+One session, one room link.  The session manager opens it for the session's address and hands
+it to both of its users:
+
+* the media source (:class:`~bridge.source.livekit.LiveKitSource`) joins through it, rejoins
+  when the room is lost, and consumes the avatar's tracks;
+* the provider session sends its commands through it (:meth:`RoomLink.publish`: LiveAvatar's
+  speak, interrupt and listening commands).
+
+Data packets that arrive in the room go to ``on_data`` (the manager, which has the session
+decode them into the bridge's events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from livekit import rtc
+from livekit.rtc.participant import PublishDataError
+
+from bridge.source.base import DataHandler
+
+# The identity the avatar joins its room with, at HeyGen and at LiveAvatar alike (their SDKs
+# and pipecat attach only this participant's tracks: reference/heygen-api.md §3.1,
+# reference/liveavatar-api.md §3).  Also the identity the bridge gives it in your own room.
+AVATAR_IDENTITY = "heygen"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomAddress:
+    """The avatar is in a LiveKit room; the bridge joins it at ``url`` with ``token``."""
+
+    url: str
+    token: str
+    avatar_identity: str = AVATAR_IDENTITY
+
+
+class RoomLink:
+    """The bridge's place in one session's room: joining, leaving, and data both ways.
+
+    One stay at a time: :meth:`join`, then :meth:`lost` returns when the room is lost, then
+    :meth:`leave`.  :meth:`publish` works while joined and raises ``ConnectionError`` otherwise.
+    """
+
+    def __init__(self, address: RoomAddress, *, on_data: DataHandler) -> None:
+        self.address = address
+        self._on_data = on_data
+        self._room: rtc.Room | None = None
+        self._lost = asyncio.Event()
+        self._lost_reason = ""
+        self.data_packets = 0
+
+    @property
+    def identity(self) -> str:
+        """The bridge's own identity in the room ("" when not joined)."""
+        room = self._room
+        return room.local_participant.identity if room is not None and room.isconnected() else ""
+
+    async def join(self, watch: Callable[[rtc.Room], None]) -> None:
+        """Join the room.  ``watch(room)`` runs first, so the caller's own handlers see every
+        event of the stay (tracks the avatar already publishes included).
+
+        ``rtc.ConnectError`` when the room cannot be joined.
+        """
+        room = rtc.Room()
+        self._lost.clear()
+        room.on("data_received", self._received)
+        room.on("disconnected", self._disconnected)
+        watch(room)
+        self._room = room
+        await room.connect(self.address.url, self.address.token, rtc.RoomOptions())
+
+    async def lost(self) -> str:
+        """Wait until the room is lost (disconnected by the server or the network); the reason."""
+        await self._lost.wait()
+        return self._lost_reason
+
+    async def leave(self) -> None:
+        """Leave the room (a room already gone is fine)."""
+        room, self._room = self._room, None
+        if room is not None:
+            with contextlib.suppress(rtc.ConnectError):  # already gone is fine
+                await room.disconnect()
+
+    async def publish(self, payload: bytes, topic: str) -> None:
+        """Send a data packet into the room (reliable); ``ConnectionError`` when it cannot."""
+        room = self._room
+        if room is None or not room.isconnected():
+            raise ConnectionError("not in the avatar's room")
+        try:
+            await room.local_participant.publish_data(payload, reliable=True, topic=topic)
+        except PublishDataError as exc:  # one contract for callers: ConnectionError
+            raise ConnectionError(f"could not send into the avatar's room: {exc}") from exc
+
+    def _received(self, packet: rtc.DataPacket) -> None:
+        self.data_packets += 1
+        self._on_data(packet.data, packet.topic)
+
+    def _disconnected(self, reason: Any) -> None:
+        self._lost_reason = f"room disconnected ({reason})"
+        self._lost.set()
