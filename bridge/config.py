@@ -88,9 +88,33 @@ class MicrophoneConfig(_Section):
     output_device: str | None = None
 
 
+class RateLimitConfig(_Section):
+    # Speak requests one source (an HTTP client's address, a WebSocket connection, a chat
+    # user) may make: ``burst`` at once, refilled at ``per_minute``.  0 turns the limit off.
+    per_minute: Annotated[int, Field(ge=0, le=100_000)] = 60
+    burst: Annotated[int, Field(ge=1, le=10_000)] = 10
+
+
 class ControlConfig(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8765
+    # Browser pages from these origins (e.g. "http://localhost:3000") may drive the API;
+    # every other page is refused (403) on anything that changes state.
+    allowed_origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = []
+    # The most characters one speak request may carry (it is split into items the
+    # provider accepts).
+    max_text: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    # The most items waiting to be spoken; past it a speak request gets 429.
+    queue_limit: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # Keep the items not yet spoken across a restart ($XDG_STATE_HOME/heygen-bridge).
+    persist_queue: bool = True
+    rate_limit: RateLimitConfig = RateLimitConfig()
+
+
+class PresetConfig(_Section):
+    text: Annotated[str, Field(min_length=1)]
+    mode: Literal["repeat", "chat"] = "repeat"
+    priority: Literal["normal", "now"] = "normal"
 
 
 class LogConfig(_Section):
@@ -112,6 +136,8 @@ class Config(_Section):
     camera: CameraConfig = CameraConfig()
     microphone: MicrophoneConfig = MicrophoneConfig()
     control: ControlConfig = ControlConfig()
+    # Named texts for one-press buttons: POST or GET /v1/presets/{name}.
+    presets: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], PresetConfig] = {}
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")

@@ -16,7 +16,10 @@
     ├── RefusedKey                   a provider refused the key; says whose key it is (CLI)
     ├── NotLive                      no live avatar session to speak with right now
     ├── DeviceUnavailable            a local device (camera, microphone) cannot be used now
-    └── BadInput                     a control request was malformed (HTTP 4xx)
+    ├── BadInput                     a control request was malformed (HTTP 400)
+    ├── NotFound                     a control request named something that is not there (404)
+    └── Busy                         the queue is full or a source is over its rate (429);
+                                     carries retry_after
 
 Every error's ``str()`` is written for the person reading it: it names the cause and, where
 there is one, the way out.  Secrets never enter an error: only what the remote said and
@@ -164,3 +167,19 @@ class RefusedKey(BridgeError):
 
 class NotLive(BridgeError):
     """There is no live avatar session to speak with right now."""
+
+
+class NotFound(BridgeError):
+    """A control request named something that does not exist (a preset, a queue item)."""
+
+    def __init__(self, what: str, name: str) -> None:
+        self.what, self.name = what, name
+        super().__init__(f"{what} {name!r}: not found")
+
+
+class Busy(BridgeError):
+    """The request was fine but cannot be taken now (HTTP 429); try after ``retry_after`` s."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

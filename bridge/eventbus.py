@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +34,7 @@ class EventBus:
     def __init__(self, *, keep: int = 50, listener_capacity: int = 256) -> None:
         self.recent: deque[Event] = deque(maxlen=keep)
         self._listeners: set[asyncio.Queue[Event]] = set()
+        self._subscribers: list[Callable[[Event], None]] = []
         self._capacity = listener_capacity
         self.dropped = 0
 
@@ -47,11 +48,19 @@ class EventBus:
             topic,
             " ".join(f"{k}={v}" for k, v in data.items()),
         )
+        for subscriber in self._subscribers:
+            subscriber(event)
         for queue in self._listeners:
             if queue.full():
                 queue.get_nowait()
                 self.dropped += 1
             queue.put_nowait(event)
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event, synchronously inside :meth:`emit` (it must
+        return at once: count, fan out, never block); returns the way to unsubscribe."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
 
     @asynccontextmanager
     async def listen(self) -> AsyncIterator[asyncio.Queue[Event]]:

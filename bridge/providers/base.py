@@ -64,6 +64,11 @@ class AvatarSession(Protocol):
         """Send keep-alives this often (seconds); None when the session needs none."""
         ...
 
+    @property
+    def duration_limit(self) -> float | None:
+        """The provider ends the session this many seconds after it started; None: no limit."""
+        ...
+
     async def speak(self, text: str, mode: SpeakMode, room: DataChannel | None) -> str:
         """Make the avatar speak ``text`` (at most the provider's ``max_text`` characters);
         returns the provider's task id, which its events carry.  ``room`` is the session's

@@ -85,6 +85,7 @@ class DemoProvider:
 class DemoSession:
     provider = "demo"
     keep_alive_every: float | None = None
+    duration_limit: float | None = None
 
     def __init__(self, media: LocalAvatar) -> None:
         self.session_id = f"demo-{uuid.uuid4().hex[:12]}"

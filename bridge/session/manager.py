@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
@@ -147,6 +148,7 @@ class SessionManager:
         self._ended = asyncio.Event()
         self._end_reason = ""
         self._probe_soon = asyncio.Event()
+        self._session_started: float | None = None
 
     # --- state ---------------------------------------------------------------------------
 
@@ -170,10 +172,19 @@ class SessionManager:
             "provider": self.provider.name,
             "state": str(self.state),
             "session_id": self.session.session_id if self.session else None,
+            "seconds_left": self._seconds_left(),
             "sessions_opened": self.sessions_opened,
             "orphans_stopped": self.orphans_stopped,
             "last_error": self.last_error,
         }
+
+    def _seconds_left(self) -> int | None:
+        """Until the provider ends the current session by its duration limit (None: no limit
+        or no session)."""
+        session, started = self.session, self._session_started
+        if session is None or started is None or session.duration_limit is None:
+            return None
+        return max(0, round(started + session.duration_limit - time.monotonic()))
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -206,6 +217,7 @@ class SessionManager:
         """Run one session until it ends (then return: ended or failed) or we are cancelled
         (then ``stopping``); either way it is stopped before this returns."""
         self.session = session
+        self._session_started = time.monotonic()
         self._ended.clear()
         self._probe_soon.clear()
         self._enter(CONNECTING, f"session {session.session_id}")

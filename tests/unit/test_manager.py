@@ -49,6 +49,7 @@ class ScriptedSession:
         self.session_id = f"s{number}"
         self.media = RoomAddress(url="ws://unused", token="t")
         self.keep_alive_every = provider.keep_alive_every
+        self.duration_limit: float | None = 600.0
         self._provider = provider
         self.spoken: list[tuple[str, SpeakMode]] = []
         self.rooms: list[DataChannel | None] = []
@@ -217,6 +218,14 @@ async def test_live_then_stopped_on_shutdown(harness: Harness) -> None:
     assert harness.manager.state == SessionState.STOPPED
     assert harness.states()[-2:] == ["stopping", "stopped"]
     assert harness.addresses == [session.media]  # the source opened for the session's room
+
+
+async def test_status_counts_down_to_the_session_duration_limit(harness: Harness) -> None:
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    left = harness.manager.snapshot()["seconds_left"]
+    assert 590 <= left <= 600  # the scripted session's limit is 600 s, and it just started
+    harness.provider.sessions[0].duration_limit = None
+    assert harness.manager.snapshot()["seconds_left"] is None
 
 
 async def test_a_second_cancel_waits_for_the_stop_it_interrupts(harness: Harness) -> None:

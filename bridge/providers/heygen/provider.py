@@ -124,6 +124,7 @@ class HeyGenProvider:
             session_id=data.session_id,
             media=room,
             keep_alive_every=min(60.0, idle / 3),
+            duration_limit=data.session_duration_limit,
         )
 
     def _room_of(self, data: NewSessionData) -> RoomAddress:
@@ -151,11 +152,13 @@ class HeyGenSession:
         session_id: str,
         media: RoomAddress,
         keep_alive_every: float,
+        duration_limit: float | None = None,
     ) -> None:
         self._client = client
         self.session_id = session_id
         self.media: RoomAddress = media
         self.keep_alive_every: float | None = keep_alive_every
+        self.duration_limit = duration_limit
 
     async def speak(self, text: str, mode: SpeakMode, room: DataChannel | None) -> str:
         """``streaming.task`` (REST; nothing goes through the room)."""

@@ -159,6 +159,7 @@ class LiveAvatarProvider:
             session_id=token.session_id,
             token=token.session_token,
             media=RoomAddress(url=start.livekit_url, token=start.livekit_client_token),
+            duration_limit=start.max_session_duration or request.max_session_duration,
         )
 
 
@@ -176,12 +177,14 @@ class LiveAvatarSession:
         token: Secret,
         media: RoomAddress,
         keep_alive_every: float = KEEP_ALIVE_EVERY,
+        duration_limit: float | None = None,
     ) -> None:
         self._client = client
         self._token = token
         self.session_id = session_id
         self.media: RoomAddress = media
         self.keep_alive_every: float | None = keep_alive_every
+        self.duration_limit = duration_limit
         self._events = SpeechEvents()
 
     # --- commands (through the room link) --------------------------------------------------
