@@ -21,11 +21,17 @@ from typing import Any
 
 from bridge import __version__, sdnotify
 from bridge.config import Secret, Settings
+from bridge.control import panel
 from bridge.control.http import ControlServer
+from bridge.control.persist import default_path as queue_store_path
+from bridge.control.preview import Preview
+from bridge.control.problems import Conflict
 from bridge.control.queue import SpeechQueue
 from bridge.control.snapshot import to_jpeg
+from bridge.control.watch import StatusWatch
+from bridge.control.ws import EventHub
 from bridge.devices.pulse_modules import PulseDevices
-from bridge.errors import BadInput, ConfigError
+from bridge.errors import ConfigError
 from bridge.eventbus import EventBus
 from bridge.media.frames import AudioChunk, VideoFrame
 from bridge.providers.base import Provider
@@ -110,7 +116,14 @@ class Bridge:
         self.settings = settings
         self.bus = EventBus()
         self.provider = make_provider(settings, preflight=True)
-        self.queue = SpeechQueue(bus=self.bus, max_text=self.provider.max_text)
+        self.queue = SpeechQueue(
+            bus=self.bus,
+            max_item=self.provider.max_text,
+            max_text=cfg.control.max_text,
+            limit=cfg.control.queue_limit,
+            rate=cfg.control.rate_limit,
+            store_path=queue_store_path() if cfg.control.persist_queue else None,
+        )
         self.webcam = WebcamSink(cfg.camera) if cfg.camera.enabled else None
         self.mic = MicSink(cfg.microphone) if cfg.microphone.enabled else None
         self.mic_devices = (
@@ -132,12 +145,19 @@ class Bridge:
             on_session_end=self.queue.drop_unfinished,
             opened=OpenedSessions(default_path()),
         )
+        token = settings.secrets.control_token
+        self.hub = EventHub(bus=self.bus, queue=self.queue, token=token)
+        self.preview = Preview(self.snapshot_jpeg)
+        self.watch = StatusWatch(self.bus, self.status)
         self.control = ControlServer(
             cfg.control,
             queue=self.queue,
             status=self.status,
             snapshot_jpeg=self.snapshot_jpeg,
-            token=settings.secrets.control_token,
+            token=token,
+            presets=cfg.presets,
+            bus=self.bus,
+            routes=[*self.hub.routes(), *panel.routes(), *self.preview.routes()],
         )
 
     def status(self) -> dict[str, Any]:
@@ -157,12 +177,17 @@ class Bridge:
                 else {"state": "disabled"}
             ),
             "speech": self.queue.snapshot(),
+            "control": {
+                **self.control.snapshot(),
+                "websocket": self.hub.snapshot(),
+                "preview_watchers": self.preview.watchers,
+            },
             "events": [e.as_json() for e in list(self.bus.recent)[-20:]],
         }
 
     async def snapshot_jpeg(self) -> bytes:
         if self.webcam is None:
-            raise BadInput("camera", "is disabled (camera.enabled: false)")
+            raise Conflict("camera: is disabled (camera.enabled: false)")
         cam = self.settings.config.camera
         frame = self.webcam.current_frame()
         return await asyncio.to_thread(to_jpeg, frame, cam.width, cam.height, cam.pixel_format)
@@ -190,7 +215,10 @@ class Bridge:
                     group.create_task(self.aligner.run(), name="av-aligner")
                 group.create_task(self.manager.run(), name="session-manager")
                 group.create_task(self.queue.run(self.manager), name="speech-queue")
+                group.create_task(self.watch.run(), name="status-watch")
         finally:
+            await self.hub.close()  # clients hear GOING_AWAY before the server goes
+            await self.preview.close()
             await self.control.stop()
             if self.mic is not None:
                 await self.mic.aclose()

@@ -42,12 +42,9 @@ class EventBus:
         """Publish an event; ``quiet`` ones (transcript chunks) are logged at DEBUG only."""
         event = Event(topic, data)
         self.recent.append(event)
-        log.log(
-            logging.DEBUG if quiet else logging.INFO,
-            "%s %s",
-            topic,
-            " ".join(f"{k}={v}" for k, v in data.items()),
-        )
+        level = logging.DEBUG if quiet else logging.INFO
+        if log.isEnabledFor(level):  # the line costs more than the rest of emit: only if shown
+            log.log(level, "%s %s", topic, " ".join(f"{k}={v}" for k, v in data.items()))
         for subscriber in self._subscribers:
             subscriber(event)
         for queue in self._listeners:

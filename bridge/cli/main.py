@@ -50,10 +50,15 @@ async def _with_provider(
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
+    """The config, with what the command line overrides: ``--provider``, ``--avatar``."""
     settings = config.load(args.config)
-    if getattr(args, "provider", None):
+    provider, avatar_id = getattr(args, "provider", None), getattr(args, "avatar", None)
+    if provider or avatar_id:
         raw = settings.config.model_dump()
-        raw["provider"] = args.provider
+        if provider:
+            raw["provider"] = provider
+        if avatar_id:
+            raw["avatar"]["avatar_id"] = avatar_id
         settings = config.Settings(
             config=config.parse(raw), secrets=settings.secrets, source=settings.source
         )
@@ -138,6 +143,24 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return await supervise(bridge.run)
 
 
+async def cmd_say(args: argparse.Namespace) -> int:
+    from bridge.cli import daemon
+
+    return await daemon.run(daemon.say, args)
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    from bridge.cli import daemon
+
+    return await daemon.run(daemon.status, args)
+
+
+async def cmd_interrupt(args: argparse.Namespace) -> int:
+    from bridge.cli import daemon
+
+    return await daemon.run(daemon.interrupt, args)
+
+
 async def cmd_devices(args: argparse.Namespace) -> int:
     from bridge.cli.devices import run
 
@@ -199,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_provider_commands(sub, common)
     _add_config_commands(sub, common)
     _add_local_commands(sub, common)
+    _add_daemon_commands(sub, common)
     return parser
 
 
@@ -239,6 +263,11 @@ def _add_provider_commands(sub: Subcommands, common: argparse.ArgumentParser) ->
     )
     run.add_argument(
         "--demo", action="store_true", help="use the built-in demo avatar (no key, no network)"
+    )
+    run.add_argument(
+        "--avatar",
+        metavar="ID",
+        help="override avatar.avatar_id (heygen-bridge avatars lists them)",
     )
     avatars = _command(
         sub, "avatars", cmd_avatars, "list the avatars you can stream", common=common, provider=True
@@ -305,6 +334,27 @@ def _add_local_commands(sub: Subcommands, common: argparse.ArgumentParser) -> No
         "check config, API key, camera and sound; say how to fix",
         common=common,
         provider=True,
+    )
+
+
+def _add_daemon_commands(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    """The commands that drive a running daemon over its control API: say, status, interrupt."""
+    from bridge.cli import daemon
+
+    daemon.add_say_arguments(
+        _command(sub, "say", cmd_say, "make the running avatar say something", common=common)
+    )
+    daemon.add_status_arguments(
+        _command(sub, "status", cmd_status, "show what the running daemon is doing", common=common)
+    )
+    daemon.add_url_option(
+        _command(
+            sub,
+            "interrupt",
+            cmd_interrupt,
+            "stop what the running avatar is saying",
+            common=common,
+        )
     )
 
 

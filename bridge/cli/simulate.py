@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from bridge import sdnotify
 from bridge.sim import DEFAULT_HEYGEN_KEY, DEFAULT_LIVEAVATAR_KEY
+from bridge.sim.liveavatar.catalog import USER_AVATARS
 
 if TYPE_CHECKING:
     from bridge.sim.media import MediaHost
@@ -116,15 +117,21 @@ async def _media_host(args: argparse.Namespace, owned: contextlib.AsyncExitStack
 
 
 def _banner(url: str, args: argparse.Namespace) -> None:
-    """For people; programs read the READY message (:mod:`bridge.sdnotify`) instead."""
+    """For people; programs read the READY message (:mod:`bridge.sdnotify`) instead.
+
+    Every command it prints works as printed (a test runs them): LiveAvatar needs an avatar,
+    so its ``run`` names one the fake knows ("My presenter"); the HeyGen fake, like the real
+    API, uses its default avatar when none is given.
+    """
+    heygen = f"HEYGEN_BASE_URL={url} HEYGEN_API_KEY={args.heygen_key} heygen-bridge"
+    liveavatar = f"LIVEAVATAR_BASE_URL={url} LIVEAVATAR_API_KEY={args.liveavatar_key} heygen-bridge"
     _say(f"HeyGen Streaming API fake: {url}  (API key: {args.heygen_key})")
-    _say(
-        f"  point the bridge at it: HEYGEN_BASE_URL={url} "
-        f"HEYGEN_API_KEY={args.heygen_key} heygen-bridge run --provider heygen"
-    )
+    _say(f"  point the bridge at it: {heygen} run --provider heygen")
+    _say(f"  list its avatars: {heygen} avatars --provider heygen")
     _say(f"LiveAvatar API fake: {url}  (API key: {args.liveavatar_key})")
     _say(
-        f"  point the bridge at it: LIVEAVATAR_BASE_URL={url} "
-        f"LIVEAVATAR_API_KEY={args.liveavatar_key} heygen-bridge run --provider liveavatar"
+        f"  point the bridge at it: {liveavatar} run --provider liveavatar "
+        f"--avatar {USER_AVATARS[0]['id']}"
     )
+    _say(f"  list its avatars: {liveavatar} avatars --provider liveavatar")
     _say("Ctrl-C stops the simulator.")

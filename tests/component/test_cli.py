@@ -137,6 +137,11 @@ def test_every_command_has_help() -> None:
         ["config", "show"],
         ["simulate"],
         ["doctor"],
+        ["run"],
+        ["devices"],
+        ["say"],
+        ["status"],
+        ["interrupt"],
     ):
         result = run_cli(*command, "--help")
         assert result.returncode == 0 and "usage: heygen-bridge" in result.stdout, command

@@ -71,6 +71,7 @@ async def test_after_a_crash_the_restart_cleans_up_and_the_voice_reaches_the_mic
     )
     first_run = tmp_path / "crashed"
     first_run.mkdir()
+    env = {**env, "XDG_STATE_HOME": str(tmp_path / "state")}  # the restart finds the record
     async with bridge_process(raw, env, first_run) as crashed:
         crashed_session = (await mic_ready(crashed))["session"]["session_id"]
         await crashed.crash()

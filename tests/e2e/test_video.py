@@ -200,12 +200,14 @@ async def test_speak_reaches_the_avatar_and_its_events_come_back(
             assert resp.status == 202
             accepted = await resp.json()
 
+        item_id = accepted["items"][0]["id"]
+
         def spoken(status: dict[str, Any]) -> bool:
-            request = next(r for r in status["speech"]["recent"] if r["id"] == accepted["id"])
+            request = next(r for r in status["speech"]["recent"] if r["id"] == item_id)
             return bool(request["state"] == "done")
 
         current = await bridge.wait(spoken, within=20, what="the request spoken")
-        request = next(r for r in current["speech"]["recent"] if r["id"] == accepted["id"])
+        request = next(r for r in current["speech"]["recent"] if r["id"] == item_id)
         task_id = request["task_id"]
         session_id = current["session"]["session_id"]
         assert (await sim.session(provider, session_id))["history"] == [text]

@@ -136,9 +136,13 @@ async def bridge_process(
     live_within: float = 30,
 ) -> AsyncIterator[BridgeProcess]:
     """The daemon as its own process (config ``raw`` with ``control.port: 0``, environment
-    ``os.environ`` + ``env``), yielded once its avatar is live; stopped with SIGTERM on exit
+    ``os.environ`` + ``env``, ``$XDG_STATE_HOME`` in ``folder`` unless ``env`` sets it),
+    yielded once its avatar is live; stopped with SIGTERM on exit
     (which must end it cleanly, exit code 0), unless the test crashed it."""
     config = {**raw, "control": {**raw.get("control", {}), "port": 0}}
+    # Its own state directory (orphan records, the speech queue's file), unless the test
+    # shares one between runs on purpose (a restart).
+    env = {"XDG_STATE_HOME": str(folder / "state"), **env}
     config_path = folder / "bridge.yaml"
     config_path.write_text(yaml.safe_dump(config))
     record_dir = folder / "recordings"

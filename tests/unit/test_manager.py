@@ -21,7 +21,7 @@ import pytest
 
 from bridge.backoff import Backoff
 from bridge.control.queue import SpeechQueue
-from bridge.errors import ApiError, ApiFault, BadInput, SessionGone
+from bridge.errors import ApiError, ApiFault, SessionGone
 from bridge.eventbus import EventBus
 from bridge.media.frames import AudioChunk, VideoFrame
 from bridge.providers.base import (
@@ -158,7 +158,7 @@ class Harness:
     def __init__(self, provider: ScriptedProvider, opened: OpenedSessions | None = None) -> None:
         self.bus = EventBus()
         self.provider = provider
-        self.queue = SpeechQueue(bus=self.bus, max_text=provider.max_text)
+        self.queue = SpeechQueue(bus=self.bus, max_item=provider.max_text)
         self.room = Room()
         self.source_fails = asyncio.Event()
         self.addresses: list[MediaAddress] = []
@@ -305,8 +305,8 @@ async def test_data_from_the_room_is_decoded_by_the_session(harness: Harness) ->
 async def test_provider_ending_the_session_renews_it(harness: Harness) -> None:
     await eventually(lambda: harness.manager.state == SessionState.LIVE)
     first = harness.provider.sessions[0]
-    cut_off = harness.queue.submit("this will be cut off")
-    waiting = harness.queue.submit("this waits for the next session")
+    [cut_off] = harness.queue.submit("this will be cut off", source="test")
+    [waiting] = harness.queue.submit("this waits for the next session", source="test")
     await eventually(lambda: cut_off.state == "sending")
     harness.manager.on_event(AvatarEvent("session_stopped", text="MAX_DURATION_REACHED"))
     await eventually(lambda: len(harness.provider.sessions) == 2)
@@ -327,8 +327,8 @@ async def test_a_gone_session_found_by_keep_alive_is_renewed(harness: Harness) -
 
 
 async def test_speech_is_sent_in_order_one_at_a_time(harness: Harness) -> None:
-    first = harness.queue.submit("one", "repeat")
-    second = harness.queue.submit("two", "chat")
+    [first] = harness.queue.submit("one", "repeat", source="test")
+    [second] = harness.queue.submit("two", "chat", source="test")
     await eventually(lambda: first.state == "sending")
     session = harness.provider.sessions[0]
     await asyncio.sleep(0.05)
@@ -348,7 +348,7 @@ async def test_speech_is_sent_in_order_one_at_a_time(harness: Harness) -> None:
 async def test_requests_wait_for_the_avatar_and_are_not_lost() -> None:
     harness = Harness(ScriptedProvider())
     # Submitted before the manager has even started a session.
-    requests = [harness.queue.submit(f"line {n}") for n in range(3)]
+    requests = [harness.queue.submit(f"line {n}", source="test")[0] for n in range(3)]
     tasks = [
         asyncio.create_task(harness.manager.run(), name="manager"),
         asyncio.create_task(harness.queue.run(harness.manager), name="queue"),
@@ -380,8 +380,8 @@ async def test_events_that_overtake_the_reply_still_end_the_request(
         harness.manager.on_event(AvatarEvent("speak_ended", task_id))
 
     harness.provider.before_reply = talk_before_replying
-    first = harness.queue.submit("short")
-    second = harness.queue.submit("next")
+    [first] = harness.queue.submit("short", source="test")
+    [second] = harness.queue.submit("next", source="test")
     async with asyncio.timeout(10):  # the queue would otherwise wait for the hour
         await first.ended.wait()
         assert (first.state, first.detail) == ("done", None)
@@ -392,18 +392,17 @@ async def test_events_that_overtake_the_reply_still_end_the_request(
 
 
 async def test_commands_go_through_the_sessions_room(harness: Harness) -> None:
-    request = harness.queue.submit("hello")
+    [request] = harness.queue.submit("hello", source="test")
     await eventually(lambda: request.state == "sending")
     await harness.manager.interrupt()
     session = harness.provider.sessions[0]
     assert session.rooms == [harness.room] and session.interrupts == 1
 
 
-def test_the_queue_takes_the_providers_text_limit() -> None:
-    queue = SpeechQueue(bus=EventBus(), max_text=5)
-    assert queue.submit("12345").text == "12345"
-    with pytest.raises(BadInput, match="is 6 characters; at most 5 per request"):
-        queue.submit("123456")
+def test_the_queue_splits_at_the_providers_text_limit() -> None:
+    queue = SpeechQueue(bus=EventBus(), max_item=5)
+    assert [item.text for item in queue.submit("12345", source="test")] == ["12345"]
+    assert [item.text for item in queue.submit("123456", source="test")] == ["12345", "6"]
 
 
 # --- sessions left by a crash -----------------------------------------------------------------
