@@ -17,10 +17,12 @@ import asyncio
 import gc
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge import __version__, sdnotify
-from bridge.config import Secret, Settings
+from bridge import log as bridge_log
+from bridge.config import Config, Secret, Settings, changed_keys
 from bridge.control import panel
 from bridge.control.http import ControlServer
 from bridge.control.persist import default_path as queue_store_path
@@ -45,10 +47,24 @@ from bridge.session.orphans import OpenedSessions, default_path
 from bridge.sinks.av_align import AvAligner
 from bridge.sinks.mic import MicSink
 from bridge.sinks.webcam import WebcamSink
+from bridge.watchdog import HealthCheck, Progress
 
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.001
+# The camera writer writes ``camera.fps`` times a second, avatar or not; this long without a
+# write means it hangs (the systemd watchdog then stops being pinged).
+CAMERA_STALE_S = 5.0
+# What a reload changes while running (a key, or a section whose every key may change); the
+# rest of a changed config waits for a restart.
+LIVE_KEYS = (
+    "presets",
+    "control.max_text",
+    "control.queue_limit",
+    "control.rate_limit",
+    "log.level",
+    "camera.slate_after",
+)
 
 
 def _required(secret: Secret | None, name: str, provider: str) -> Secret:
@@ -98,6 +114,10 @@ def make_provider(settings: Settings, *, preflight: bool = False) -> Provider:
 
         return DemoProvider(avatar=cfg.avatar, camera=cfg.camera)
     raise ConfigError([f"provider: {cfg.provider!r} was not resolved (a bug: please report)"])
+
+
+def _is_live(key: str) -> bool:
+    return any(key == live or key.startswith(f"{live}.") for live in LIVE_KEYS)
 
 
 def _no_camera(frame: VideoFrame) -> None:
@@ -159,6 +179,92 @@ class Bridge:
             bus=self.bus,
             routes=[*self.hub.routes(), *panel.routes(), *self.preview.routes()],
         )
+        # The last reload: when, what it applied, what waits for a restart, or why it failed.
+        self.last_reload: dict[str, Any] | None = None
+
+    def health_checks(self) -> list[HealthCheck]:
+        """What the systemd watchdog needs to pass before it pings (the event loop is checked
+        by the ping itself): the camera writer keeps writing, when there is a camera."""
+        webcam = self.webcam
+        if webcam is None:
+            return []
+        # At a very low frame rate a few frame intervals, not the fixed few seconds.
+        stale_after = max(CAMERA_STALE_S, 3.0 / webcam.cfg.fps)
+        return [Progress("camera writer", lambda: webcam.stats.frames_out, stale_after=stale_after)]
+
+    def reload(self, settings: Settings) -> dict[str, Any]:
+        """Apply what of ``settings`` can change live (:data:`LIVE_KEYS`); report the rest as
+        needing a restart.  The report is logged, kept for status (``reload``), emitted
+        (``config.reloaded``) and returned.  What is in effect stays comparable: the next
+        reload reports a change still waiting for a restart again."""
+        old = self.settings.config
+        new = settings.config
+        changed = changed_keys(old, new)
+        if settings.secrets != self.settings.secrets:
+            changed.append("secrets")
+        applied = [key for key in changed if _is_live(key)]
+        waiting = [key for key in changed if not _is_live(key)]
+        effective = old.model_copy(
+            update={
+                "presets": new.presets,
+                "control": old.control.model_copy(
+                    update={
+                        "max_text": new.control.max_text,
+                        "queue_limit": new.control.queue_limit,
+                        "rate_limit": new.control.rate_limit,
+                    }
+                ),
+                "log": new.log,
+                "camera": old.camera.model_copy(update={"slate_after": new.camera.slate_after}),
+            }
+        )
+        self._apply(old, effective)
+        if self.manager.state == "failed":
+            # Whatever refused the last session (credits run out, say) may be fixed by now.
+            self.manager.try_again()
+        self.settings = Settings(
+            config=effective, secrets=self.settings.secrets, source=self.settings.source
+        )
+        return self._reloaded(applied=applied, needs_restart=waiting, error=None)
+
+    def reload_refused(self, problems: list[str]) -> dict[str, Any]:
+        """A reload whose config failed validation: nothing changed; reported like one."""
+        return self._reloaded(applied=[], needs_restart=[], error="; ".join(problems))
+
+    def _apply(self, old: Config, new: Config) -> None:
+        control = new.control
+        self.queue.set_limits(
+            max_text=control.max_text, limit=control.queue_limit, rate=control.rate_limit
+        )
+        self.control.set_presets(new.presets)
+        if new.log.level != old.log.level:
+            bridge_log.setup(new.log.level)
+        if self.webcam is not None:
+            # The writer thread reads slate_after from its config at every frame.
+            self.webcam.cfg = self.webcam.cfg.model_copy(
+                update={"slate_after": new.camera.slate_after}
+            )
+
+    def _reloaded(
+        self, *, applied: list[str], needs_restart: list[str], error: str | None
+    ) -> dict[str, Any]:
+        report = {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "applied": applied,
+            "needs_restart": needs_restart,
+            "error": error,
+        }
+        self.last_reload = report
+        if error is not None:
+            log.error("reload refused, nothing changed: %s", error)
+        else:
+            log.info(
+                "config reloaded: applied %s; needs a restart: %s",
+                ", ".join(applied) or "nothing",
+                ", ".join(needs_restart) or "nothing",
+            )
+        self.bus.emit("config.reloaded", quiet=True, **report)
+        return report
 
     def status(self) -> dict[str, Any]:
         source = self.manager.source
@@ -183,6 +289,7 @@ class Bridge:
                 "preview_watchers": self.preview.watchers,
             },
             "events": [e.as_json() for e in list(self.bus.recent)[-20:]],
+            "reload": self.last_reload,
         }
 
     async def snapshot_jpeg(self) -> bytes:

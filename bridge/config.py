@@ -326,6 +326,24 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """The dotted keys whose values differ between two configs (``camera.fit``,
+    ``presets.hello.text``, ``presets.bye`` for a preset added or removed), in a stable order:
+    what a reload reports as applied or needing a restart."""
+    return _diff(old.model_dump(mode="json"), new.model_dump(mode="json"), "")
+
+
+def _diff(old: Any, new: Any, prefix: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = [*old, *(k for k in new if k not in old)]
+        return [
+            changed
+            for key in keys
+            for changed in _diff(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
 def redacted_dump(settings: Settings) -> dict[str, Any]:
     """The configuration as shown by ``config show``: secrets as present/absent only."""
     data = settings.config.model_dump(mode="json")

@@ -11,6 +11,7 @@
     │       ├── Unauthorized         bad/missing API key or session token (401)
     │       ├── RateLimited          429; carries retry_after                             retryable
     │       ├── SessionLimitReached  too many concurrent sessions
+    │       │   └── OutOfCredits     no credits / trial allowance left: waiting will not help
     │       ├── SessionGone          the session is closed, expired or unknown
     │       └── InvalidRequest       the request was refused as malformed (400/422)
     ├── RefusedKey                   a provider refused the key; says whose key it is (CLI)
@@ -132,6 +133,11 @@ class RateLimited(ApiError):
 
 class SessionLimitReached(ApiError):
     """The account's concurrent-session limit is reached."""
+
+
+class OutOfCredits(SessionLimitReached):
+    """The account has no credits (or trial allowance) left for a session: unlike the
+    concurrency limit, trying again soon will not help; the user must act."""
 
 
 class SessionGone(ApiError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 
 def notify(state: str) -> bool:
@@ -29,6 +30,14 @@ def ready(url: str) -> bool:
     services add their own ``X_`` fields; systemd ignores them, and test launchers read the
     URL here instead of parsing a human banner)."""
     return notify(f"READY=1\nSTATUS=serving at {url}\nX_URL={url}")
+
+
+def reloading() -> bool:
+    """Say a reload has begun: ``RELOADING=1`` with ``MONOTONIC_USEC=`` (CLOCK_MONOTONIC, as
+    sd_notify(3) asks of ``Type=notify-reload`` services, so systemd can tell this reload from
+    an older one).  ``READY=1`` (:func:`ready`) ends it."""
+    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    return notify(f"RELOADING=1\nMONOTONIC_USEC={usec}")
 
 
 def watchdog_interval() -> float | None:

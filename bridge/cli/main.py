@@ -140,7 +140,23 @@ async def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     log.setup(args.log_level or settings.config.log.level)
     bridge = Bridge(settings)
-    return await supervise(bridge.run)
+
+    async def reload() -> None:
+        """SIGHUP: the config file again (with the same command-line overrides)."""
+        try:
+            new = await asyncio.to_thread(_settings, args)
+        except ConfigError as exc:
+            bridge.reload_refused(exc.problems)
+            return
+        bridge.reload(new)
+
+    return await supervise(bridge.run, reload=reload, health=bridge.health_checks())
+
+
+async def cmd_service_install(args: argparse.Namespace) -> int:
+    from bridge.cli.service import install
+
+    return install(args, say)
 
 
 async def cmd_say(args: argparse.Namespace) -> int:
@@ -221,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_provider_commands(sub, common)
     _add_config_commands(sub, common)
+    _add_service_commands(sub, common)
     _add_local_commands(sub, common)
     _add_daemon_commands(sub, common)
     return parser
@@ -289,6 +306,22 @@ def _add_provider_commands(sub: Subcommands, common: argparse.ArgumentParser) ->
     )
     stop.add_argument("session_id", nargs="?", help="the session to stop")
     stop.add_argument("--all", action="store_true", help="stop every active session")
+
+
+def _add_service_commands(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    from bridge.cli.service import add_arguments as add_service_arguments
+
+    service = sub.add_parser("service", help="run the bridge as a systemd user service")
+    actions = service.add_subparsers(dest="service_command", metavar="ACTION", required=True)
+    add_service_arguments(
+        _command(
+            actions,
+            "install",
+            cmd_service_install,
+            "write the systemd user unit for this install and say how to enable it",
+            common=common,
+        )
+    )
 
 
 def _add_config_commands(sub: Subcommands, common: argparse.ArgumentParser) -> None:

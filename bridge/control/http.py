@@ -85,6 +85,11 @@ class ControlServer:
         self._runner: web.AppRunner | None = None
         self.port = cfg.port
 
+    def set_presets(self, presets: Mapping[str, PresetConfig]) -> None:
+        """Replace the presets (a config reload); the routes serve the new ones at once."""
+        self._presets.clear()
+        self._presets.update(presets)
+
     def snapshot(self) -> dict[str, Any]:
         """The API's part of status (``control``): refusals by status, unexpected errors."""
         return self.stats.snapshot()

@@ -20,8 +20,9 @@ from bridge.errors import NotFound
 
 class PresetRoutes:
     def __init__(self, *, queue: SpeechQueue, presets: Mapping[str, PresetConfig]) -> None:
+        """``presets`` is read at every request (not copied): its owner may change it live."""
         self._queue = queue
-        self._presets = dict(presets)
+        self._presets = presets
 
     def routes(self) -> list[web.RouteDef]:
         return [

@@ -126,6 +126,15 @@ class SpeechQueue:
         if self.store is not None:
             self._restore(self.store.load(SpeechItem.restore), store_path)
 
+    def set_limits(self, *, max_text: int, limit: int, rate: RateLimitConfig | None) -> None:
+        """New limits (a config reload), for requests from now on; what is queued stays, even
+        past a lower ``limit`` (new requests wait until it fits).  The rate buckets start
+        afresh; the count of refusals carries over."""
+        self.max_text, self.limit = max_text, limit
+        refused = self._rate.refused
+        self._rate = RateLimiter.from_config(rate, clock=self._clock)
+        self._rate.refused = refused
+
     # --- taking requests ---------------------------------------------------------------------
 
     def submit(

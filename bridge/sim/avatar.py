@@ -18,6 +18,7 @@ from livekit import api, rtc
 from bridge.media.frames import I16, U8
 from bridge.sim.media import Hooks, JoinFailed, RoomSpec
 from bridge.sim.tasks import cancel_and_wait, for_each
+from bridge.source import livekit_join
 from bridge.synthetic.clock import drive
 from bridge.synthetic.performer import Performer, SpeechEvent
 
@@ -43,18 +44,37 @@ class LiveKitAvatar:
         self._video = rtc.VideoSource(spec.width, spec.height)
         self._audio = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=200)
         self._task: asyncio.Task[None] | None = None
+        self._joined = False  # in the room with its tracks: only then is a loss news
         self._leaving = False
         self._next_capture = 0.0
         # Frames waiting for their audio (see _send_video), in due order; cancelled on leave.
         self._captures: deque[asyncio.TimerHandle] = deque()
 
     async def join(self) -> None:
+        """Enter the room, publish the tracks and start performing.
+
+        Safe to cancel at any moment (the service's ``close`` cancels a join when a session is
+        stopped a few ms after its start): the SDK's connect is never cut in half, which would
+        make it panic and end the simulator 15 s later (:mod:`bridge.source.livekit_join`); a room
+        joined is left again before the cancellation goes on, so the caller waits a bounded
+        time.  :class:`JoinFailed` when the room cannot be joined.
+        """
         self._room.on("data_received", self._data_received)
         self._room.on("disconnected", self._disconnected)
         try:
-            await self._room.connect(self.spec.url, self.spec.token)
+            await livekit_join.connect(
+                self._room, self.spec.url, self.spec.token, name=f"sim-avatar-join-{self.spec.room}"
+            )
         except rtc.ConnectError as exc:
             raise JoinFailed(f"cannot join {self.spec.room} at {self.spec.url}: {exc}") from exc
+        try:
+            await self._perform()
+        except BaseException:  # cancelled (or failed) after the connect: leave, then go on
+            await self.leave()
+            raise
+        self._joined = True
+
+    async def _perform(self) -> None:
         publisher = self._room.local_participant
         await publisher.publish_track(
             rtc.LocalVideoTrack.create_video_track("avatar-video", self._video),
@@ -122,7 +142,7 @@ class LiveKitAvatar:
             self._hooks.on_data(packet.data, packet.topic)
 
     def _disconnected(self, reason: object) -> None:
-        if not self._leaving and self._hooks.on_lost is not None:
+        if self._joined and not self._leaving and self._hooks.on_lost is not None:
             log.info("simulated avatar lost room %s: %s", self.spec.room, reason)
             self._hooks.on_lost()
 
@@ -148,7 +168,7 @@ class LiveKitAvatar:
             for event in self.performer.drain_events():
                 await self._send_event(event)
         finally:
-            await self._room.disconnect()
+            await livekit_join.disconnect(self._room, name=f"sim-avatar-leave-{self.spec.room}")
 
 
 class LiveKitHost:

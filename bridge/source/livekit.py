@@ -72,7 +72,10 @@ class LiveKitSource:
     async def run(self) -> None:
         """Stay in the room until cancelled, rejoining whenever the room is lost.
 
-        :class:`SourceFailed` when a track consumer died (the cause is chained).
+        :class:`SourceFailed` when a track consumer died (the cause is chained).  Cancelling
+        is safe at any moment, also while the room is connecting; the canceller then waits a
+        bounded time, while the connect ends and the room is left
+        (:mod:`bridge.source.livekit_join`).
         """
         joining = Retrying(REJOIN)
         try:

@@ -24,6 +24,7 @@ from typing import Any
 from livekit import rtc
 from livekit.rtc.participant import PublishDataError
 
+from bridge.source import livekit_join
 from bridge.source.base import DataHandler
 
 # The identity the avatar joins its room with, at HeyGen and at LiveAvatar alike (their SDKs
@@ -46,6 +47,11 @@ class RoomLink:
 
     One stay at a time: :meth:`join`, then :meth:`lost` returns when the room is lost, then
     :meth:`leave`.  :meth:`publish` works while joined and raises ``ConnectionError`` otherwise.
+
+    Joining and leaving are safe to cancel, and a cancelled caller waits a bounded time: the
+    SDK's connect is never cut in half (that makes it panic and end the process 15 s later),
+    it runs to its end and the room is left before the cancellation goes on (see
+    :mod:`bridge.source.livekit_join`).
     """
 
     def __init__(self, address: RoomAddress, *, on_data: DataHandler) -> None:
@@ -66,7 +72,8 @@ class RoomLink:
         """Join the room.  ``watch(room)`` runs first, so the caller's own handlers see every
         event of the stay (tracks the avatar already publishes included).
 
-        ``rtc.ConnectError`` when the room cannot be joined.
+        ``rtc.ConnectError`` when the room cannot be joined.  Cancelled while connecting: the
+        connect ends, the room is left, then the cancellation goes on.
         """
         room = rtc.Room()
         self._lost.clear()
@@ -74,7 +81,7 @@ class RoomLink:
         room.on("disconnected", self._disconnected)
         watch(room)
         self._room = room
-        await room.connect(self.address.url, self.address.token, rtc.RoomOptions())
+        await livekit_join.connect(room, self.address.url, self.address.token, name="room-join")
 
     async def lost(self) -> str:
         """Wait until the room is lost (disconnected by the server or the network); the reason."""
@@ -82,11 +89,11 @@ class RoomLink:
         return self._lost_reason
 
     async def leave(self) -> None:
-        """Leave the room (a room already gone is fine)."""
+        """Leave the room (a room already gone is fine); a cancel waits until it is left."""
         room, self._room = self._room, None
         if room is not None:
             with contextlib.suppress(rtc.ConnectError):  # already gone is fine
-                await room.disconnect()
+                await livekit_join.disconnect(room, name="room-leave")
 
     async def publish(self, payload: bytes, topic: str) -> None:
         """Send a data packet into the room (reliable); ``ConnectionError`` when it cannot."""

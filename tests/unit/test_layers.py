@@ -36,6 +36,7 @@ FLOORS: dict[str, int] = {
     "log": 0,
     "eventbus": 0,
     "sdnotify": 0,
+    "watchdog": 0,
     "backoff": 0,
     "__init__": 0,
 }

@@ -13,15 +13,15 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bridge.backoff import Backoff
 from bridge.control.queue import SpeechQueue
-from bridge.errors import ApiError, ApiFault, SessionGone
+from bridge.errors import ApiError, ApiFault, RemoteError, SessionGone
 from bridge.eventbus import EventBus
 from bridge.media.frames import AudioChunk, VideoFrame
 from bridge.providers.base import (
@@ -32,8 +32,11 @@ from bridge.providers.base import (
     SpeakMode,
 )
 from bridge.providers.events import AvatarEvent
+from bridge.providers.heygen.errors import ERRORS as HEYGEN_ERRORS
+from bridge.providers.rest.client import Reply
 from bridge.session.manager import IllegalTransition, SessionManager, SessionState
 from bridge.session.orphans import OpenedSessions
+from bridge.sim.clock import ManualClock
 from bridge.source.base import DataChannel, MediaHandlers, SourceFailed
 from bridge.source.open import MediaAddress, SessionMedia
 from bridge.source.room import RoomAddress
@@ -57,6 +60,7 @@ class ScriptedSession:
         self.gone = False
         self.interrupts = 0
         self.seen_at_stop: Any = None
+        self.keep_alives: list[float] = []  # the manager's clock at each keep-alive
 
     async def speak(self, text: str, mode: SpeakMode, room: DataChannel | None) -> str:
         self.spoken.append((text, mode))
@@ -70,6 +74,7 @@ class ScriptedSession:
         self.interrupts += 1
 
     async def keep_alive(self) -> None:
+        self.keep_alives.append(self._provider.clock.now())
         if self.gone:
             raise SessionGone(ApiFault(400, 10005, "closed"), provider="script", endpoint="ka")
 
@@ -87,9 +92,20 @@ class ScriptedProvider:
     account: str | None = "script"
     max_text = MAX_TEXT
 
-    def __init__(self, *, failures: int = 0, keep_alive_every: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        failures: int = 0,
+        keep_alive_every: float | None = None,
+        errors: list[RemoteError] | None = None,
+        refuse_with: RemoteError | None = None,
+    ) -> None:
         self.failures = failures
         self.keep_alive_every = keep_alive_every
+        self.errors = list(errors or [])  # raised by the next opens, in order
+        self.refuse_with = refuse_with  # raised by every open
+        self.attempts = 0  # open_session calls
+        self.clock = ManualClock(start=1000.0)  # the time the manager goes by
         self.sessions: list[ScriptedSession] = []
         self.calls: list[str] = []  # "open s1", "stop <id>", in order
         # Called with a task id before speak() returns it (events that overtake the reply).
@@ -98,6 +114,11 @@ class ScriptedProvider:
         self.at_stop: Callable[[], Any] | None = None
 
     async def open_session(self, recorder: SessionRecorder = NO_RECORD) -> ScriptedSession:
+        self.attempts += 1
+        if self.refuse_with is not None:
+            raise self.refuse_with
+        if self.errors:
+            raise self.errors.pop(0)
         if self.failures:
             self.failures -= 1
             raise ApiError(
@@ -162,6 +183,7 @@ class Harness:
         self.room = Room()
         self.source_fails = asyncio.Event()
         self.addresses: list[MediaAddress] = []
+        self.wake_at = 0.0  # when the manager's latest sleep ends
         self.manager = SessionManager(
             provider=provider,
             bus=self.bus,
@@ -171,7 +193,25 @@ class Harness:
             on_session_end=self.queue.drop_unfinished,
             opened=opened,
             open_session_media=self.open_media,
+            clock=provider.clock.now,
+            sleep=self.sleep,
         )
+
+    @property
+    def clock(self) -> ManualClock:
+        return self.provider.clock
+
+    def sleep(self, seconds: float) -> Coroutine[Any, Any, None]:
+        """The manager's sleep: the deadline is taken when it is called (not when the task
+        awaiting it first runs), as with a real clock."""
+        self.wake_at = self.clock.now() + seconds
+        return self.clock.sleep_until(self.wake_at)
+
+    async def advance(self, seconds: float) -> None:
+        """Move the manager's time on, and wait until it sleeps again (it has acted on the
+        new time).  For a test where the manager always has a wait ahead (a keep-alive)."""
+        await self.clock.advance(seconds)
+        await eventually(lambda: self.wake_at > self.clock.now(), what="the manager asleep")
 
     def open_media(self, address: MediaAddress, handlers: MediaHandlers) -> SessionMedia:
         self.addresses.append(address)
@@ -179,6 +219,9 @@ class Harness:
 
     def states(self) -> list[str]:
         return [e.data["state"] for e in self.bus.recent if e.topic == "session.state"]
+
+    def events(self, topic: str) -> list[dict[str, Any]]:
+        return [e.data for e in self.bus.recent if e.topic == topic]
 
 
 @pytest.fixture
@@ -264,12 +307,28 @@ async def test_a_stop_that_never_answers_is_logged_with_why(
     assert "could not stop session s1: no answer within 0.05 s" in caplog.text
 
 
-@pytest.mark.parametrize("harness", [{"failures": 2}], indirect=True)
-async def test_retries_a_failing_start(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bridge.session.manager.RETRY", Backoff(first=0.01, cap=0.01))
-    await eventually(lambda: harness.manager.state == SessionState.LIVE, within=10)
+@pytest.mark.parametrize("harness", [{"failures": 8}], indirect=True)
+async def test_a_failing_start_is_retried_after_growing_delays_up_to_a_cap(
+    harness: Harness,
+) -> None:
+    delays = []
+    for attempt in range(1, 9):
+        await eventually(lambda n=attempt: len(harness.events("session.retry")) == n)  # type: ignore[misc]
+        retry = harness.events("session.retry")[-1]
+        assert "busy" in retry["reason"] and retry["attempt"] == attempt
+        status = harness.manager.snapshot()
+        assert status["state"] == "failed" and "busy" in str(status["last_error"])
+        assert status["next_try_in_s"] == pytest.approx(retry["delay_s"], abs=0.1)
+        assert harness.provider.attempts == attempt  # nothing is tried before the delay is over
+        delays.append(retry["delay_s"])
+        await harness.clock.advance(retry["delay_s"] + 0.1)  # it is rounded
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    assert 0.8 <= delays[0] <= 1.2
+    assert delays[:7] == sorted(delays[:7]) and len(set(delays[:7])) == 7  # growing
+    assert all(48 <= d <= 72 for d in delays[6:])  # capped at a minute (with its jitter)
+    status = harness.manager.snapshot()
+    assert (status["reconnects"], status["next_try_in_s"], status["fix"]) == (8, None, None)
     assert harness.states()[:4] == ["failed", "starting", "failed", "starting"]
-    assert "busy" in str(harness.manager.last_error)
 
 
 async def test_a_failed_source_ends_the_session_and_a_new_one_opens(
@@ -318,12 +377,15 @@ async def test_provider_ending_the_session_renews_it(harness: Harness) -> None:
     assert harness.provider.sessions[1].spoken == [("this waits for the next session", "repeat")]
 
 
-@pytest.mark.parametrize("harness", [{"keep_alive_every": 0.05}], indirect=True)
+@pytest.mark.parametrize("harness", [{"keep_alive_every": 60.0}], indirect=True)
 async def test_a_gone_session_found_by_keep_alive_is_renewed(harness: Harness) -> None:
     await eventually(lambda: harness.manager.state == SessionState.LIVE)
     harness.provider.sessions[0].gone = True
+    await harness.clock.advance(60)
     await eventually(lambda: len(harness.provider.sessions) == 2)
     assert harness.provider.sessions[0].stopped
+    [ended] = harness.events("session.ended")
+    assert ended["session_id"] == "s1" and "closed" in ended["reason"]
 
 
 async def test_speech_is_sent_in_order_one_at_a_time(harness: Harness) -> None:
@@ -403,6 +465,161 @@ def test_the_queue_splits_at_the_providers_text_limit() -> None:
     queue = SpeechQueue(bus=EventBus(), max_item=5)
     assert [item.text for item in queue.submit("12345", source="test")] == ["12345"]
     assert [item.text for item in queue.submit("123456", source="test")] == ["12345", "6"]
+
+
+# --- failures: retry, back off, or give up with the fix --------------------------------------
+
+
+def heygen_refusal(status: int, code: int) -> RemoteError:
+    """The error the HeyGen client raises for this answer (the real error map)."""
+    reply = Reply(
+        status=status,
+        body={"code": code, "message": "refused"},
+        text="",
+        headers={},
+        endpoint="streaming.new",
+    )
+    return HEYGEN_ERRORS.error_for(reply)
+
+
+FATAL_REFUSALS = {
+    "bad key": (heygen_refusal(401, 400112), "HEYGEN_API_KEY"),
+    "avatar not found": (heygen_refusal(400, 10012), "heygen-bridge avatars"),
+    "no credits": (heygen_refusal(400, 10015), "Upgrade the HeyGen plan"),
+}
+
+
+@pytest.mark.parametrize(
+    ("harness", "fix"),
+    [({"refuse_with": error}, fix) for error, fix in FATAL_REFUSALS.values()],
+    ids=list(FATAL_REFUSALS),
+    indirect=["harness"],
+)
+async def test_a_refusal_retrying_cannot_mend_stops_after_one_try_with_the_fix(
+    harness: Harness, fix: str
+) -> None:
+    await eventually(lambda: harness.events("session.failed"))
+    await harness.clock.advance(3600)  # an hour later: still no second request
+    await asyncio.sleep(0.05)
+    assert harness.provider.attempts == 1
+    status = harness.manager.snapshot()
+    assert status["state"] == "failed" and status["next_try_in_s"] is None
+    assert fix in status["fix"] and "restart heygen-bridge" in status["fix"]
+    assert "HeyGen refused streaming.new" in status["last_error"]
+    [failed] = harness.events("session.failed")
+    assert failed["fix"] == status["fix"] and failed["reason"] == status["last_error"]
+    assert harness.events("session.retry") == []
+    harness.provider.refuse_with = None  # the config was fixed and reloaded
+    harness.manager.try_again()
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    status = harness.manager.snapshot()
+    assert (harness.provider.attempts, status["reconnects"], status["fix"]) == (2, 1, None)
+
+
+@pytest.mark.parametrize("harness", [{"refuse_with": heygen_refusal(400, 10007)}], indirect=True)
+async def test_the_session_limit_backs_off_longer_and_names_the_stop_command(
+    harness: Harness,
+) -> None:
+    delays = []
+    for attempt in (1, 2, 3):
+        await eventually(lambda n=attempt: len(harness.events("session.retry")) == n)  # type: ignore[misc]
+        retry = harness.events("session.retry")[-1]
+        assert retry["kind"] == "limit"
+        assert "heygen-bridge sessions stop --all" in retry["fix"]
+        assert "heygen-bridge sessions stop --all" in harness.manager.snapshot()["fix"]
+        delays.append(retry["delay_s"])
+        await harness.clock.advance(retry["delay_s"] + 0.1)
+    assert delays[0] >= 24  # a transient failure waits about a second; this one half a minute
+    assert delays[0] < delays[1] < delays[2] <= 360
+    assert harness.events("session.failed") == []  # it keeps trying: the limit frees in time
+    await eventually(lambda: harness.provider.attempts == 4)
+
+
+async def test_sessions_that_end_young_are_replaced_after_a_growing_delay(
+    harness: Harness,
+) -> None:
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    harness.source_fails.set()  # the room is lost a moment after the session opened
+    await eventually(lambda: len(harness.provider.sessions) == 2)  # one is replaced at once
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    harness.source_fails.set()  # and again: now it waits
+    await eventually(lambda: harness.events("session.retry"))
+    [retry] = harness.events("session.retry")
+    assert "ValueError('boom')" in retry["reason"] and 0.8 <= retry["delay_s"] <= 1.2
+    assert harness.manager.snapshot()["next_try_in_s"] == pytest.approx(retry["delay_s"], abs=0.1)
+    await asyncio.sleep(0.05)
+    assert len(harness.provider.sessions) == 2  # not before the delay is over
+    await harness.clock.advance(retry["delay_s"] + 0.1)
+    await eventually(lambda: len(harness.provider.sessions) == 3)
+    assert all(session.stopped for session in harness.provider.sessions[:2])
+
+
+async def test_a_session_that_was_live_a_while_is_replaced_at_once(harness: Harness) -> None:
+    for number in (1, 2, 3):
+        await eventually(lambda: harness.manager.state == SessionState.LIVE)
+        await harness.clock.advance(600)  # a healthy session, ended by its duration limit
+        harness.manager.on_event(AvatarEvent("session_stopped", text="MAX_DURATION_REACHED"))
+        await eventually(lambda n=number: len(harness.provider.sessions) == n + 1)  # type: ignore[misc]
+    assert harness.events("session.retry") == []
+
+
+# --- keep-alive --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("harness", [{"keep_alive_every": 60.0}], indirect=True)
+async def test_keep_alive_is_skipped_after_activity_and_sent_after_silence(
+    harness: Harness,
+) -> None:
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    session = harness.provider.sessions[0]
+    await harness.advance(50)
+    await harness.manager.speak("hello", "repeat")  # t+50: the idle timer starts again
+    await harness.advance(20)  # t+70: an every-60-s timer would have sent one at t+60
+    await harness.advance(40)  # t+110: 60 s of silence since the speak
+    await eventually(lambda: session.keep_alives)
+    await harness.advance(60)  # t+170: 60 s of silence since that keep-alive
+    await eventually(lambda: len(session.keep_alives) == 2)
+    assert session.keep_alives == [1110.0, 1170.0]
+    await harness.advance(30)
+    await harness.manager.interrupt()  # t+200: an interrupt is activity too
+    await harness.advance(59)
+    await harness.advance(1)  # t+260: 60 s after the interrupt
+    await eventually(lambda: len(session.keep_alives) == 3)
+    assert session.keep_alives[2] == 1260.0
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+async def test_status_tells_when_the_session_ends_is_renewed_and_why_the_last_one_ended(
+    harness: Harness,
+) -> None:
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    status = harness.manager.snapshot()
+    assert status["seconds_left"] == 600  # the scripted session's limit; no time has passed
+    assert status["renewal_in_s"] == 600 - status["renew_margin_s"] == 570
+    renewal_at = datetime.fromisoformat(status["next_renewal_at"])
+    assert abs(renewal_at.timestamp() - (time.time() + 570)) < 5
+    assert (status["reconnects"], status["last_reason"], status["next_try_in_s"]) == (0, None, None)
+    await harness.clock.advance(100)
+    assert harness.manager.snapshot()["seconds_left"] == 500
+    assert harness.manager.snapshot()["renewal_in_s"] == 470
+    harness.manager.on_event(AvatarEvent("session_stopped", text="MAX_DURATION_REACHED"))
+    await eventually(lambda: len(harness.provider.sessions) == 2)
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    status = harness.manager.snapshot()
+    assert status["reconnects"] == 1 and status["session_id"] == "s2"
+    assert "MAX_DURATION_REACHED" in status["last_reason"]
+    [ended] = harness.events("session.ended")
+    assert ended["session_id"] == "s1" and ended["reason"] == status["last_reason"]
+    assert ended["live_s"] == 100.0
+    harness.provider.sessions[1].duration_limit = None
+    status = harness.manager.snapshot()
+    assert (status["seconds_left"], status["renewal_in_s"], status["next_renewal_at"]) == (
+        None,
+        None,
+        None,
+    )
 
 
 # --- sessions left by a crash -----------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from bridge.errors import (
     ApiError,
     InvalidRequest,
+    OutOfCredits,
     RateLimited,
     SessionGone,
     SessionLimitReached,
@@ -113,7 +114,7 @@ def test_a_200_carrying_a_failure_code_and_no_data_is_an_error() -> None:
         (10005, SessionGone, "closed (stopped or timed out)"),
         (10007, SessionLimitReached, "heygen-bridge sessions stop --all"),
         (10013, InvalidRequest, "heygen-bridge avatars"),
-        (10015, SessionLimitReached, "trial allowance"),
+        (10015, OutOfCredits, "trial allowance"),
     ],
 )
 def test_heygen_codes(code: int, kind: type[ApiError], says: str) -> None:
@@ -134,8 +135,8 @@ def test_a_heygen_code_wins_over_a_5xx_status() -> None:
     [
         (400, "Concurrent session limit", SessionLimitReached, "sessions stop --all"),
         (500, "concurrent sessions exceeded", SessionLimitReached, "sessions stop --all"),
-        (402, "", SessionLimitReached, "Add credits"),
-        (400, "Not enough credits", SessionLimitReached, "avatar.sandbox: true"),
+        (402, "", OutOfCredits, "Add credits"),
+        (400, "Not enough credits", OutOfCredits, "avatar.sandbox: true"),
         (400, "sandbox sessions need Wayne", InvalidRequest, "avatar Wayne"),
         (400, "avatar is not active", InvalidRequest, "heygen-bridge avatars"),
     ],

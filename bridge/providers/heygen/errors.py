@@ -7,7 +7,14 @@ follows the rules every provider shares (:mod:`bridge.providers.rest.errors`).
 
 from __future__ import annotations
 
-from bridge.errors import ApiFault, InvalidRequest, SessionGone, SessionLimitReached, Unauthorized
+from bridge.errors import (
+    ApiFault,
+    InvalidRequest,
+    OutOfCredits,
+    SessionGone,
+    SessionLimitReached,
+    Unauthorized,
+)
 from bridge.providers.rest.errors import ErrorMap, Refusal
 
 KEY_HINT = (
@@ -39,7 +46,7 @@ CODES: dict[int, Refusal] = {
     10012: (InvalidRequest, "avatar not found", AVATAR_HINT),
     10013: (InvalidRequest, "this avatar is not allowed for streaming", AVATAR_HINT),
     10014: (SessionLimitReached, "the session is full", STOP_HINT),
-    10015: (SessionLimitReached, "trial API limit reached", TRIAL_HINT),
+    10015: (OutOfCredits, "trial API limit reached", TRIAL_HINT),
     400014: (InvalidRequest, "avatar version is deprecated (v3+ required)", CURRENT_AVATAR_HINT),
 }
 

@@ -9,7 +9,14 @@ carrying any other code and no data is a failure (the SDK's "HTTP 200 + code 400
 
 from __future__ import annotations
 
-from bridge.errors import ApiFault, InvalidRequest, SessionGone, SessionLimitReached, Unauthorized
+from bridge.errors import (
+    ApiFault,
+    InvalidRequest,
+    OutOfCredits,
+    SessionGone,
+    SessionLimitReached,
+    Unauthorized,
+)
 from bridge.providers.rest.errors import ErrorMap, Refusal
 
 # Endpoint names, as they appear in messages.
@@ -59,7 +66,7 @@ class LiveAvatarErrors(ErrorMap):
         if "concurrent" in words:
             return SessionLimitReached, "concurrent session limit reached", STOP_HINT
         if fault.status == 402 or "credit" in words:
-            return SessionLimitReached, "not enough credits", CREDITS_HINT
+            return OutOfCredits, "not enough credits", CREDITS_HINT
         return None
 
     def refusal(self, fault: ApiFault, endpoint: str) -> Refusal:
