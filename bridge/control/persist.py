@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bridge.providers.base import finish_despite_cancel
+from bridge.cleanup import finish_despite_cancel
 
 __all__ = ["FILE_NAME", "VERSION", "QueueStore", "default_path"]
 

@@ -7,19 +7,19 @@ room link the session manager hands to each call; events come back through the m
 has the session :meth:`~AvatarSession.decode` them.
 
 Also here, for every provider: :func:`start_or_discard`, the rule that a remote session whose
-start fails is stopped again (never leaked), and :func:`finish_despite_cancel`, for clean-up
-that must not be cut in half.
+start fails is stopped again (never leaked), and :func:`finish_despite_cancel` (from
+:mod:`bridge.cleanup`), for clean-up that must not be cut in half.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
+from bridge.cleanup import finish_despite_cancel as finish_despite_cancel
 from bridge.errors import RemoteError
 from bridge.providers.events import AvatarEvent
 
@@ -139,29 +139,6 @@ async def _discard(
     with contextlib.suppress(RemoteError):  # it stays on record: the next start stops it
         await stop_session(session_id)
         await recorder.stopped(session_id)
-
-
-async def finish_despite_cancel(cleanup: Coroutine[Any, Any, T], *, name: str) -> T:
-    """Run ``cleanup`` to its end even if the caller is cancelled meanwhile; then the
-    cancellation goes on (raised here).
-
-    For clean-up that must not be cut in half, such as stopping a remote session.  Unlike an
-    ``asyncio.shield`` in a ``finally``, which a second cancel leaves running with nobody
-    awaiting it, the clean-up keeps its owner: every cancel is held until it is done.  So
-    ``cleanup`` must bound its own time (a timeout); a forced stop (supervisor.py) is the way
-    out of a clean-up that hangs.
-    """
-    task = asyncio.get_running_loop().create_task(cleanup, name=name)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait([task])  # unlike awaiting the task, never cancels it
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        failed = None if task.cancelled() else task.exception()
-        raise asyncio.CancelledError from failed
-    return task.result()
 
 
 class Provider(Protocol):

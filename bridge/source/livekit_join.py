@@ -12,17 +12,17 @@ time**.  The connect runs on to its end in a task of its own (the SDK bounds it:
 ``CONNECT_TIMEOUT_S`` per signal attempt, and its own timeout for the media connection; a few
 hundred ms on loopback), the room it joined is left at once, and then the cancellation is
 raised.  Every cancel that arrives meanwhile is held until then, never swallowed, as
-:func:`bridge.providers.base.finish_despite_cancel` does for other clean-up; a forced stop
+:func:`bridge.cleanup.finish_despite_cancel` does for other clean-up; a forced stop
 (supervisor.py) is the way out of an SDK that hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
 
 from livekit import rtc
+
+from bridge.cleanup import finish_despite_cancel, outlast
 
 # Seconds the SDK gives each attempt at the signal connection (its default, made explicit:
 # the bound on how long a cancelled caller of :func:`connect` waits).
@@ -41,7 +41,7 @@ async def connect(room: rtc.Room, url: str, token: str, *, name: str) -> None:
     ends first, a room joined after all is left, then ``CancelledError`` is raised (chained
     to the connect's own error, if it failed).
     """
-    connecting, cancelled = await _outlast(room.connect(url, token, room_options()), name=name)
+    connecting, cancelled = await outlast(room.connect(url, token, room_options()), name=name)
     if not cancelled:
         connecting.result()  # rtc.ConnectError, as the caller expects
         return
@@ -59,21 +59,4 @@ async def connect(room: rtc.Room, url: str, token: str, *, name: str) -> None:
 async def disconnect(room: rtc.Room, *, name: str) -> None:
     """``room.disconnect()`` (nothing when not connected), run to its end even if the caller
     is cancelled meanwhile; then the cancellation goes on."""
-    leaving, cancelled = await _outlast(room.disconnect(), name=name)
-    if cancelled:
-        failed = None if leaving.cancelled() else leaving.exception()
-        raise asyncio.CancelledError from failed
-    leaving.result()
-
-
-async def _outlast(job: Coroutine[Any, Any, None], *, name: str) -> tuple[asyncio.Task[None], bool]:
-    """Run ``job`` in its own task until it ends, holding every cancel of the caller; the
-    ended task, and whether the caller was cancelled meanwhile (the caller raises that)."""
-    task = asyncio.get_running_loop().create_task(job, name=name)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait([task])  # unlike awaiting the task, never cancels it
-        except asyncio.CancelledError:
-            cancelled = True
-    return task, cancelled
+    await finish_despite_cancel(room.disconnect(), name=name)

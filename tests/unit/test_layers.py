@@ -38,6 +38,7 @@ FLOORS: dict[str, int] = {
     "sdnotify": 0,
     "watchdog": 0,
     "backoff": 0,
+    "cleanup": 0,
     "__init__": 0,
 }
 
