@@ -15,6 +15,7 @@ from bridge.sim import DEFAULT_HEYGEN_KEY
 from bridge.sim.faults import Fault
 from bridge.sim.server import Simulator
 from bridge.source.room import RoomAddress
+from tests.kit.recorder import Noted
 
 STILL_CONNECTING = 10002
 
@@ -27,19 +28,6 @@ async def provider(sim: Simulator) -> AsyncIterator[HeyGenProvider]:
     heygen = HeyGenProvider(client=client, avatar=AvatarConfig(activity_idle_timeout=90))
     yield heygen
     await heygen.aclose()
-
-
-class Noted:
-    """A session recorder that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    async def created(self, session_id: str) -> None:
-        self.events.append(f"created {session_id}")
-
-    async def stopped(self, session_id: str) -> None:
-        self.events.append(f"stopped {session_id}")
 
 
 async def test_open_session_sends_the_request_and_gives_the_room(

@@ -38,6 +38,7 @@ from tests.kit.liveavatar_sim import (
     RecordingLink,
     RecordingMedia,
 )
+from tests.kit.recorder import Noted
 
 ANN = PUBLIC_AVATARS[1]["id"]
 CONTEXT = "6c1d7f3e-2b4a-4e5f-8a9b-0c1d2e3f4a5b"
@@ -127,19 +128,6 @@ async def test_open_session_gives_the_livekit_room(
     keep_alive = lasim.ledger.requests_to("/v1/sessions/keep-alive")
     assert [r.auth for r in keep_alive] == ["bearer"]
     assert [r.status for r in lasim.ledger.requests_to("/v1/sessions/stop")] == [200, 404]
-
-
-class Noted:
-    """A session recorder that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    async def created(self, session_id: str) -> None:
-        self.events.append(f"created {session_id}")
-
-    async def stopped(self, session_id: str) -> None:
-        self.events.append(f"stopped {session_id}")
 
 
 async def test_open_session_never_leaks_when_start_is_refused(
