@@ -82,6 +82,10 @@ class PrivatePulse:
                     "--daemonize=no",
                     "-n",
                     "--exit-idle-time=-1",
+                    # Audio over the socket, not shared memory: a client SIGKILLed mid-stream
+                    # (the crash tests) once made PulseAudio 16 abort on an assertion in its
+                    # shared-memory import (memblock.c:780, memblock_replace_import).
+                    "--disable-shm=true",
                     "--use-pid-file=no",
                     "--log-target=stderr",
                     "--load=module-native-protocol-unix",
