@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import sys
@@ -25,13 +26,18 @@ from bridge import log as bridge_log
 from bridge.config import Config, Secret, Settings, changed_keys
 from bridge.control import panel
 from bridge.control.http import ControlServer
+from bridge.control.listen import Listening
+from bridge.control.overlay import Overlay
 from bridge.control.persist import default_path as queue_store_path
 from bridge.control.preview import Preview
 from bridge.control.problems import Conflict
 from bridge.control.queue import SpeechQueue
 from bridge.control.snapshot import to_jpeg
+from bridge.control.transcript import Transcript
+from bridge.control.twitch.service import TwitchService
 from bridge.control.watch import StatusWatch
 from bridge.control.ws import EventHub
+from bridge.devices.pactl import SinkOnly
 from bridge.devices.pulse_modules import PulseDevices
 from bridge.errors import ConfigError
 from bridge.eventbus import EventBus
@@ -47,6 +53,8 @@ from bridge.session.orphans import OpenedSessions, default_path
 from bridge.sinks.av_align import AvAligner
 from bridge.sinks.mic import MicSink
 from bridge.sinks.webcam import WebcamSink
+from bridge.source.open import open_media
+from bridge.source.uplink import Uplink
 from bridge.watchdog import HealthCheck, Progress
 
 log = logging.getLogger(__name__)
@@ -104,7 +112,9 @@ def make_provider(settings: Settings, *, preflight: bool = False) -> Provider:
     if cfg.provider == "liveavatar":
         key = _required(settings.secrets.liveavatar_api_key, "LIVEAVATAR_API_KEY", "liveavatar")
         liveavatar = LiveAvatarProvider(
-            client=LiveAvatarClient.from_config(cfg.liveavatar, key), avatar=cfg.avatar
+            client=LiveAvatarClient.from_config(cfg.liveavatar, key),
+            avatar=cfg.avatar,
+            push_to_talk=cfg.listen.mode == "push-to-talk",
         )
         if preflight:
             liveavatar.token_request()
@@ -112,7 +122,7 @@ def make_provider(settings: Settings, *, preflight: bool = False) -> Provider:
     if cfg.provider == "demo":
         from bridge.providers.demo import DemoProvider
 
-        return DemoProvider(avatar=cfg.avatar, camera=cfg.camera)
+        return DemoProvider(avatar=cfg.avatar, camera=cfg.camera, demo=cfg.demo)
     raise ConfigError([f"provider: {cfg.provider!r} was not resolved (a bug: please report)"])
 
 
@@ -126,6 +136,20 @@ def _no_camera(frame: VideoFrame) -> None:
 
 def _no_mic(chunk: AudioChunk) -> None:
     """The microphone is disabled: the avatar's voice goes nowhere."""
+
+
+def _listen_parts(cfg: Config) -> tuple[Uplink | None, PulseDevices | None, str | None]:
+    """Listen mode's uplink and the virtual speaker it hears, or why there are none."""
+    if cfg.listen.mode == "off":
+        return None, None, None
+    if not sys.platform.startswith("linux"):
+        why = "the virtual speaker needs PulseAudio or PipeWire (Linux)"
+        log.warning("listen.mode %s: %s; the avatar will not hear", cfg.listen.mode, why)
+        return None, None, why
+    uplink = Uplink(cfg.listen)
+    speaker = SinkOnly(cfg.listen.speaker_name, cfg.listen.speaker_description)
+    devices = PulseDevices(speaker, on_change=uplink.on_devices, label="virtual speaker")
+    return uplink, devices, None
 
 
 class Bridge:
@@ -144,13 +168,31 @@ class Bridge:
             rate=cfg.control.rate_limit,
             store_path=queue_store_path() if cfg.control.persist_queue else None,
         )
-        self.webcam = WebcamSink(cfg.camera) if cfg.camera.enabled else None
+        # Twitch chat feeds the same queue (EventSub with TWITCH_TOKEN, else anonymous IRC).
+        self.twitch = (
+            TwitchService(
+                cfg.twitch,
+                queue=self.queue,
+                token=settings.secrets.twitch_token,
+                client_id=settings.secrets.twitch_client_id,
+            )
+            if cfg.twitch.enabled
+            else None
+        )
+        self.overlay = Overlay(settings.secrets.control_token)
+        self.webcam = (
+            WebcamSink(cfg.camera, cfg.video.background, self.overlay)
+            if cfg.camera.enabled
+            else None
+        )
         self.mic = MicSink(cfg.microphone) if cfg.microphone.enabled else None
         self.mic_devices = (
             PulseDevices(cfg.microphone, on_change=self.mic.on_devices)
             if self.mic is not None and sys.platform.startswith("linux")
             else None
         )
+        # Listen mode: the meeting's sound into the avatar's room (bridge/source/uplink.py).
+        self.uplink, self.speaker_devices, deaf = _listen_parts(cfg)
         self.aligner = (
             AvAligner(self.webcam, self.mic, cfg.microphone.av_offset_ms)
             if self.webcam is not None
@@ -164,9 +206,15 @@ class Bridge:
             on_event=self.queue.on_event,
             on_session_end=self.queue.drop_unfinished,
             opened=OpenedSessions(default_path()),
+            renew_margin_s=cfg.avatar.renew_margin_s,
+            open_session_media=functools.partial(open_media, uplink=self.uplink),
         )
+        self.listening = Listening(
+            cfg.listen, gate=self.uplink, ears=self.manager, bus=self.bus, unavailable=deaf
+        )
+        self.transcript = Transcript(self.bus)
         token = settings.secrets.control_token
-        self.hub = EventHub(bus=self.bus, queue=self.queue, token=token)
+        self.hub = EventHub(bus=self.bus, queue=self.queue, token=token, listen=self.listening.set)
         self.preview = Preview(self.snapshot_jpeg)
         self.watch = StatusWatch(self.bus, self.status)
         self.control = ControlServer(
@@ -177,7 +225,13 @@ class Bridge:
             token=token,
             presets=cfg.presets,
             bus=self.bus,
-            routes=[*self.hub.routes(), *panel.routes(), *self.preview.routes()],
+            routes=[
+                *self.hub.routes(),
+                *panel.routes(),
+                *self.preview.routes(),
+                *self.overlay.routes(),
+                *self.listening.routes(),
+            ],
         )
         # The last reload: when, what it applied, what waits for a restart, or why it failed.
         self.last_reload: dict[str, Any] | None = None
@@ -283,10 +337,16 @@ class Bridge:
                 else {"state": "disabled"}
             ),
             "speech": self.queue.snapshot(),
+            "listen": {
+                **self.listening.snapshot(),
+                "devices": self.speaker_devices.snapshot() if self.speaker_devices else None,
+            },
+            "twitch": self.twitch.snapshot() if self.twitch is not None else None,
             "control": {
                 **self.control.snapshot(),
                 "websocket": self.hub.snapshot(),
                 "preview_watchers": self.preview.watchers,
+                "overlay_watchers": self.overlay.watchers,
             },
             "events": [e.as_json() for e in list(self.bus.recent)[-20:]],
             "reload": self.last_reload,
@@ -318,14 +378,20 @@ class Bridge:
             async with asyncio.TaskGroup() as group:
                 if self.mic_devices is not None:  # first: apps should find the mic early
                     group.create_task(self.mic_devices.maintain(), name="mic-devices")
+                if self.speaker_devices is not None and self.uplink is not None:
+                    group.create_task(self.speaker_devices.maintain(), name="speaker-devices")
+                    group.create_task(self.uplink.run(), name="uplink")
                 if self.aligner is not None:
                     group.create_task(self.aligner.run(), name="av-aligner")
                 group.create_task(self.manager.run(), name="session-manager")
                 group.create_task(self.queue.run(self.manager), name="speech-queue")
                 group.create_task(self.watch.run(), name="status-watch")
+                if self.twitch is not None:
+                    group.create_task(self.twitch.run(), name="twitch")
         finally:
             await self.hub.close()  # clients hear GOING_AWAY before the server goes
             await self.preview.close()
+            await self.overlay.close()
             await self.control.stop()
             if self.mic is not None:
                 await self.mic.aclose()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bridge import log
 from bridge.errors import ConfigError
+
+RENEW_MARGIN_S = 30.0
 
 
 class _Section(BaseModel):
@@ -47,6 +50,9 @@ class AvatarConfig(_Section):
     activity_idle_timeout: Annotated[int, Field(ge=30, le=3600)] = 120
     max_session_duration: Annotated[int, Field(gt=0)] | None = None
     sandbox: bool = False
+    # Open the next session this long before the duration limit (make-before-break renewal):
+    # time for it to start and send its first frame, and for an utterance to finish.
+    renew_margin_s: Annotated[float, Field(ge=2, le=600)] = RENEW_MARGIN_S
 
 
 class ApiConfig(_Section):
@@ -76,16 +82,73 @@ class CameraConfig(_Section):
     backend: str | None = None
 
 
+_COLOR = r"^#[0-9A-Fa-f]{6}$"
+
+
+class BackgroundConfig(_Section):
+    """What happens to the avatar's background (bridge/pipeline/background.py): keep it,
+    key it to a colour or a picture for the camera, or key it only for the overlay page's
+    alpha.  The key has the settings of OBS's Chroma Key filter, on OBS's scales."""
+
+    mode: Literal["keep", "color", "image", "alpha"] = "keep"
+    # auto: the colour of the frame's border (no key when the border is grey).
+    key_color: Annotated[str, Field(pattern=r"^(auto|green|blue|magenta|#[0-9A-Fa-f]{6})$")] = (
+        "auto"
+    )
+    # OBS says 400 for its pure-green key; the auto key is the screen's own colour, nearer
+    # to the subject's, so less is the default here.
+    similarity: Annotated[int, Field(ge=1, le=1000)] = 200
+    smoothness: Annotated[int, Field(ge=1, le=1000)] = 80
+    spill: Annotated[int, Field(ge=1, le=1000)] = 100
+    # mode color: the new background; the default is a clean key green for OBS's filter.
+    color: Annotated[str, Field(pattern=_COLOR)] = "#00FF00"
+    image: Path | None = None  # mode image: the picture, scaled to fill
+
+    @model_validator(mode="after")
+    def _image_given(self) -> BackgroundConfig:
+        if self.mode == "image" and self.image is None:
+            raise ValueError("mode 'image' needs image: the path of a picture")
+        return self
+
+
+class VideoConfig(_Section):
+    background: BackgroundConfig = BackgroundConfig()
+
+
+class DemoConfig(_Section):
+    # green: the demo avatar on a solid green screen, as some LiveAvatar avatars are.
+    background: Literal["studio", "green"] = "studio"
+
+
 class MicrophoneConfig(_Section):
     enabled: bool = True
     sink_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "heygen_avatar_sink"
-    sink_description: str = "HeyGen Avatar Speaker"
+    # The null sink the avatar's voice plays into: an internal part that no one should pick
+    # as their output (the meeting's sound would then go out on the avatar's microphone).
+    sink_description: str = "heygen-bridge internal (do not select)"
     source_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "heygen_avatar_mic"
     source_description: str = "HeyGen Avatar Mic"
     make_default: bool = False
     jitter_buffer_ms: Annotated[int, Field(ge=0, le=1000)] = 60
     av_offset_ms: Annotated[int, Field(ge=-1000, le=1000)] = 0
     output_device: str | None = None
+
+
+class ListenConfig(_Section):
+    """The avatar hears the meeting (bridge/source/uplink.py): the meeting app plays into a
+    virtual speaker, whose sound goes into the avatar's room as the user's microphone."""
+
+    # off: nothing is heard; conversational: always listening (POST /v1/listen/stop mutes);
+    # push-to-talk: heard only between POST /v1/listen/start and /v1/listen/stop.
+    mode: Literal["off", "conversational", "push-to-talk"] = "off"
+    speaker_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "heygen_avatar_ears"
+    speaker_description: str = "HeyGen Avatar Ears (meeting sound in)"
+    # Energy voice activity: sound at least this loud (dBFS, RMS over 20 ms) opens the uplink;
+    # it stays open this long after the last loud block, and the pre-roll before the first
+    # one goes too (the start of the first word is quieter than the threshold).
+    threshold_dbfs: Annotated[float, Field(ge=-90, le=0)] = -45.0
+    hangover_ms: Annotated[int, Field(ge=0, le=5000)] = 600
+    pre_roll_ms: Annotated[int, Field(ge=0, le=1000)] = 200
 
 
 class RateLimitConfig(_Section):
@@ -117,6 +180,59 @@ class PresetConfig(_Section):
     priority: Literal["normal", "now"] = "normal"
 
 
+TwitchRole = Literal["everyone", "subscriber", "vip", "moderator", "broadcaster"]
+_TWITCH_WORD = r"^[A-Za-z0-9_-]{1,32}$"
+
+
+class TwitchModeratorCommands(_Section):
+    # The command words (after the prefix) moderators and the broadcaster use.
+    skip: Annotated[str, Field(pattern=_TWITCH_WORD)] = "skip"
+    clear: Annotated[str, Field(pattern=_TWITCH_WORD)] = "clear"
+    pause: Annotated[str, Field(pattern=_TWITCH_WORD)] = "pause"
+    resume: Annotated[str, Field(pattern=_TWITCH_WORD)] = "resume"
+
+
+class TwitchConfig(_Section):
+    """Twitch chat drives the avatar (bridge/control/twitch); the token comes from TWITCH_TOKEN."""
+
+    enabled: bool = False
+    channels: list[Annotated[str, Field(pattern=r"^#?[A-Za-z0-9_]{1,25}$")]] = []
+    prefix: Annotated[str, Field(min_length=1, max_length=8, pattern=r"^\S+$")] = "!"
+    commands: list[Annotated[str, Field(pattern=_TWITCH_WORD)]] = ["say"]
+    chat_commands: list[Annotated[str, Field(pattern=_TWITCH_WORD)]] = []
+    allow: list[TwitchRole] = ["everyone"]
+    min_bits: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    rewards: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    chat_rewards: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    user_cooldown_s: Annotated[float, Field(ge=0, le=86_400)] = 30.0
+    global_cooldown_s: Annotated[float, Field(ge=0, le=86_400)] = 0.0
+    user_queued: Annotated[int, Field(ge=0, le=10_000)] = 2
+    max_queued: Annotated[int, Field(ge=0, le=10_000)] = 10
+    max_length: Annotated[int, Field(ge=1, le=500)] = 500
+    banned_words: list[Annotated[str, Field(min_length=1)]] = []
+    banned_patterns: list[Annotated[str, Field(min_length=1)]] = []
+    links: Literal["strip", "reject", "allow"] = "strip"
+    first_time: Literal["allow", "hold"] = "allow"
+    moderator_commands: TwitchModeratorCommands = TwitchModeratorCommands()
+    replies: bool = False
+    keepalive_s: Annotated[int, Field(ge=10, le=600)] = 30
+    irc_url: str = "wss://irc-ws.chat.twitch.tv:443"
+    eventsub_url: str = "wss://eventsub.wss.twitch.tv/ws"
+    helix_url: str = "https://api.twitch.tv/helix"
+    validate_url: str = "https://id.twitch.tv/oauth2/validate"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TwitchConfig:
+        if self.enabled and not self.channels:
+            raise ValueError("channels: name at least one channel when twitch is enabled")
+        for pattern in self.banned_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"banned_patterns: {pattern!r} is not a regex: {exc}") from None
+        return self
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -134,16 +250,26 @@ class Config(_Section):
     liveavatar: ApiConfig = ApiConfig(base_url="https://api.liveavatar.com")
     livekit: LiveKitConfig = LiveKitConfig()
     camera: CameraConfig = CameraConfig()
+    video: VideoConfig = VideoConfig()
+    demo: DemoConfig = DemoConfig()
     microphone: MicrophoneConfig = MicrophoneConfig()
+    listen: ListenConfig = ListenConfig()
     control: ControlConfig = ControlConfig()
     # Named texts for one-press buttons: POST or GET /v1/presets/{name}.
     presets: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], PresetConfig] = {}
+    twitch: TwitchConfig = TwitchConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         if (self.livekit.url is None) != (self.livekit.room is None):
             raise ValueError("livekit.url and livekit.room must be given together")
+        mic = self.microphone
+        if self.listen.speaker_name in (mic.sink_name, mic.source_name):
+            raise ValueError(
+                "listen.speaker_name: must differ from microphone.sink_name and "
+                "microphone.source_name (the avatar would hear its own voice)"
+            )
         if self.provider == "heygen" and self.avatar.quality == "very_high":
             raise ValueError(
                 "avatar.quality 'very_high' exists only on provider liveavatar; "
@@ -184,6 +310,8 @@ class Secrets:
     livekit_api_key: Secret | None = None  # LIVEKIT_API_KEY
     livekit_api_secret: Secret | None = None  # LIVEKIT_API_SECRET
     control_token: Secret | None = None  # HEYGEN_BRIDGE_TOKEN
+    twitch_token: Secret | None = None  # TWITCH_TOKEN
+    twitch_client_id: Secret | None = None  # TWITCH_CLIENT_ID
 
     def present(self) -> dict[str, bool]:
         return {name: getattr(self, name) is not None for name in self.__dataclass_fields__}
@@ -293,6 +421,8 @@ def _secrets_from(env: Mapping[str, str]) -> Secrets:
         livekit_api_key=secret("LIVEKIT_API_KEY"),
         livekit_api_secret=secret("LIVEKIT_API_SECRET"),
         control_token=secret("HEYGEN_BRIDGE_TOKEN"),
+        twitch_token=secret("TWITCH_TOKEN"),
+        twitch_client_id=secret("TWITCH_CLIENT_ID"),
     )
 
 

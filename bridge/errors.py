@@ -19,8 +19,10 @@
     ├── DeviceUnavailable            a local device (camera, microphone) cannot be used now
     ├── BadInput                     a control request was malformed (HTTP 400)
     ├── NotFound                     a control request named something that is not there (404)
-    └── Busy                         the queue is full or a source is over its rate (429);
-                                     carries retry_after
+    ├── Busy                         the queue is full or a source is over its rate (429);
+    │                                carries retry_after
+    └── TwitchError                  Twitch refused or failed a request; ``fatal`` when
+                                     retrying cannot help (a refused token, a missing scope)
 
 Every error's ``str()`` is written for the person reading it: it names the cause and, where
 there is one, the way out.  Secrets never enter an error: only what the remote said and
@@ -188,4 +190,13 @@ class Busy(BridgeError):
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TwitchError(BridgeError):
+    """Twitch refused or failed a request; ``fatal`` when retrying cannot help."""
+
+    def __init__(self, message: str, *, fatal: bool, status: int | None = None) -> None:
+        self.fatal = fatal
+        self.status = status
         super().__init__(message)

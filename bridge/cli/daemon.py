@@ -1,8 +1,9 @@
-"""``heygen-bridge say|status|interrupt``: drive a daemon that is already running.
+"""``heygen-bridge say|status|interrupt|listen``: drive a daemon that is already running.
 
 Each command is one request to the control API (bridge/cli/remote.py) and prints its answer
 for a person: ``say`` the queued item id(s) and position, ``status`` a summary
-(bridge/cli/summary.py; ``--json`` for the whole status), ``interrupt`` what it stopped.
+(bridge/cli/summary.py; ``--json`` for the whole status), ``interrupt`` what it stopped,
+``listen start|stop`` whether the avatar now hears the meeting.
 When no daemon answers, or it refuses, the cause is one line on stderr and the exit code
 follows main.py's convention (0 ok, 1 failure, 2 bad input).
 """
@@ -41,6 +42,15 @@ def add_say_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--now", action="store_true", help="interrupt what is being said and say this first"
+    )
+    add_url_option(parser)
+
+
+def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "action",
+        choices=["start", "stop"],
+        help="start: the avatar hears the meeting (push-to-talk: press); stop: it does not",
     )
     add_url_option(parser)
 
@@ -101,6 +111,17 @@ async def interrupt(daemon: Daemon, args: argparse.Namespace) -> None:
         print_line("nothing was being said")
     else:
         print_line(f"interrupted {stopped.get('id') or '?'}")
+
+
+async def listen(daemon: Daemon, args: argparse.Namespace) -> None:
+    """``POST /v1/listen/start|stop``; prints ``listening (push-to-talk)`` or ``not listening
+    (conversational)``, and when the avatar could not be told, why."""
+    answer = await call(daemon, "POST", f"/v1/listen/{args.action}")
+    line = f"{'listening' if answer.get('listening') else 'not listening'} ({answer.get('mode')})"
+    told = answer.get("avatar_told")
+    if told not in (None, "yes"):
+        line += f"; the avatar was not told: {told}"
+    print_line(line)
 
 
 def _items(answer: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -32,6 +32,7 @@ async def run_checks(settings: Settings) -> list[Check]:
         await check_sound_server(settings),
         check_speech(),
         check_conversion(),
+        await check_twitch(settings),
     ]
 
 
@@ -107,6 +108,25 @@ async def check_sound_server(settings: Settings) -> Check:
             fix=server_fix(),
         )
     return Check("sound server", True, parse_info(answer.stdout).server_name)
+
+
+async def check_twitch(settings: Settings) -> Check:
+    from bridge.control.twitch.check import check_token
+    from bridge.control.twitch.service import channel_logins
+
+    cfg = settings.config.twitch
+    if not cfg.enabled:
+        return Check("twitch", True, "not enabled (twitch.enabled: false)", required=False)
+    token = settings.secrets.twitch_token
+    if token is None:
+        channels = ", ".join(f"#{c}" for c in channel_logins(cfg))
+        return Check(
+            "twitch",
+            True,
+            f"anonymous read-only chat in {channels} (no TWITCH_TOKEN: no rewards, no replies)",
+        )
+    report = await check_token(cfg, token, settings.secrets.twitch_client_id)
+    return Check("twitch", report.ok, report.detail, fix=report.fix)
 
 
 def check_conversion() -> Check:

@@ -177,6 +177,12 @@ async def cmd_interrupt(args: argparse.Namespace) -> int:
     return await daemon.run(daemon.interrupt, args)
 
 
+async def cmd_listen(args: argparse.Namespace) -> int:
+    from bridge.cli import daemon
+
+    return await daemon.run(daemon.listen, args)
+
+
 async def cmd_devices(args: argparse.Namespace) -> int:
     from bridge.cli.devices import run
 
@@ -371,7 +377,8 @@ def _add_local_commands(sub: Subcommands, common: argparse.ArgumentParser) -> No
 
 
 def _add_daemon_commands(sub: Subcommands, common: argparse.ArgumentParser) -> None:
-    """The commands that drive a running daemon over its control API: say, status, interrupt."""
+    """The commands that drive a running daemon over its control API: say, status, interrupt,
+    listen."""
     from bridge.cli import daemon
 
     daemon.add_say_arguments(
@@ -386,6 +393,15 @@ def _add_daemon_commands(sub: Subcommands, common: argparse.ArgumentParser) -> N
             "interrupt",
             cmd_interrupt,
             "stop what the running avatar is saying",
+            common=common,
+        )
+    )
+    daemon.add_listen_arguments(
+        _command(
+            sub,
+            "listen",
+            cmd_listen,
+            "let the running avatar hear the meeting (start) or not (stop)",
             common=common,
         )
     )

@@ -39,8 +39,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-concurrent",
         type=int,
-        default=3,
-        help="concurrent sessions per key before code 10007 (default 3, a trial account)",
+        default=None,
+        help="concurrent sessions per key before the service refuses one "
+        "(default: HeyGen 3, a trial account; LiveAvatar 20)",
+    )
+    p.add_argument(
+        "--session-limit",
+        type=int,
+        default=600,
+        help="HeyGen's session_duration_limit in seconds (default 600)",
+    )
+    p.add_argument(
+        "--max-session-duration",
+        type=int,
+        default=1200,
+        help="LiveAvatar's longest session in seconds, the plan's cap (default 1200)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        help="LiveAvatar's idle timeout in seconds without keep-alive or command (default 300)",
     )
     p.add_argument(
         "--livekit",
@@ -64,6 +83,7 @@ def _say(text: str) -> None:
 
 async def serve(args: argparse.Namespace) -> int:
     from bridge.sim.heygen import HeyGenLimits
+    from bridge.sim.liveavatar import LiveAvatarLimits
     from bridge.sim.server import Simulator
 
     stop = asyncio.Event()
@@ -77,8 +97,16 @@ async def serve(args: argparse.Namespace) -> int:
             port=args.port,
             media=media,
             heygen_keys={args.heygen_key},
-            heygen_limits=HeyGenLimits(max_concurrent=args.max_concurrent),
+            heygen_limits=HeyGenLimits(
+                max_concurrent=args.max_concurrent or HeyGenLimits.max_concurrent,
+                session_duration_limit=args.session_limit,
+            ),
             liveavatar_keys={args.liveavatar_key},
+            liveavatar_limits=LiveAvatarLimits(
+                max_concurrent=args.max_concurrent or LiveAvatarLimits.max_concurrent,
+                max_session_duration=args.max_session_duration,
+                idle_timeout=args.idle_timeout,
+            ),
         )
         await owned.enter_async_context(sim)
         _banner(sim.url, args)

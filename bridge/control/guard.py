@@ -42,7 +42,9 @@ from bridge.control.problems import error_response
 TOKEN_ENV = "HEYGEN_BRIDGE_TOKEN"
 # GETs that change state (Stream Deck's Website action can only send GETs); matched against
 # the route's path pattern.  Any other method changes state by definition.
-STATE_CHANGING_GETS = frozenset({"/v1/speak", "/v1/presets/{name}", "/v1/ws"})
+STATE_CHANGING_GETS = frozenset(
+    {"/v1/speak", "/v1/presets/{name}", "/v1/ws", "/v1/listen/start", "/v1/listen/stop"}
+)
 # The WebSocket: a missing token is not refused here; its hub asks for it in the first message.
 WEBSOCKET = "/v1/ws"
 # Needing no token: health probes, and the panel's page and static files (no secret in them;

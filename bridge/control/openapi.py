@@ -233,8 +233,8 @@ def _added_paths() -> Schema:
     return {
         "/v1/ws": {
             "get": _op(
-                "WebSocket: speak/interrupt/clear/subscribe; events pushed. Without a token in "
-                "the handshake, send it in the first message",
+                "WebSocket: speak/interrupt/clear/subscribe/listen; events pushed. Without a "
+                "token in the handshake, send it in the first message",
                 {"101": _answer("Switching to WebSocket"), **REFUSALS},
             )
         },
@@ -253,6 +253,22 @@ def _added_paths() -> Schema:
                 security=[],
             )
         },
+        **_listen_paths(),
+        "/overlay": {
+            "get": _op(
+                "The overlay page for OBS's Browser Source: the avatar on a transparent "
+                "background, optional captions (no token: it reads ?token= from its own URL)",
+                {"200": _answer("HTML", {"type": "string"}, "text/html")},
+                security=[],
+            )
+        },
+        "/v1/overlay.ws": {
+            "get": _op(
+                "WebSocket: the overlay's video, raw I420 with an alpha plane per message; "
+                "the page sends a text message after drawing each frame",
+                {"101": _answer("Switching to WebSocket"), **REFUSALS},
+            )
+        },
         "/v1/preview.mjpg": {
             "get": _op(
                 "The camera as MJPEG, encoded only while watched",
@@ -266,6 +282,37 @@ def _added_paths() -> Schema:
                 parameters=[_query("fps", {"type": "number"}, "Frames per second (capped)")],
             )
         },
+    }
+
+
+def _listen_paths() -> Schema:
+    """Listen mode (bridge/control/listen.py): the avatar's ears on and off."""
+    state = {
+        "type": "object",
+        "required": ["mode", "listening"],
+        "properties": {
+            "mode": {"type": "string", "enum": ["off", "conversational", "push-to-talk"]},
+            "listening": {"type": "boolean"},
+            "avatar_told": {"type": "string", "enum": ["yes", "not live", "no such command"]},
+        },
+    }
+    answers = {
+        "200": _answer("The state after it", state),
+        **REFUSALS,
+        "409": _refusal("listen.mode is off, or this system has no virtual speaker"),
+        "502": _refusal("The provider refused (a start is then undone)"),
+    }
+    start = _op("Open the avatar's ears (push-to-talk: press; conversational: unmute)", answers)
+    stop = _op("Close the avatar's ears (push-to-talk: release; conversational: mute)", answers)
+    return {
+        "/v1/listen": {
+            "get": _op(
+                "Listen mode: the state, the meeting's level, what went to the avatar",
+                {"200": _answer("Listen mode", state), **REFUSALS},
+            )
+        },
+        "/v1/listen/start": {"post": start, "get": start},
+        "/v1/listen/stop": {"post": stop, "get": stop},
     }
 
 

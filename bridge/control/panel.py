@@ -26,7 +26,10 @@ ASSETS = {
     "api.js": "text/javascript",
     "queue.js": "text/javascript",
     "view.js": "text/javascript",
+    "transcript.js": "text/javascript",  # listen mode: the transcript and the Listen button
     "icon.svg": "image/svg+xml",
+    "overlay.js": "text/javascript",  # the overlay page's (bridge/control/overlay.py)
+    "overlay.css": "text/css",
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

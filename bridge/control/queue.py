@@ -11,8 +11,10 @@ source is over its rate (:mod:`bridge.control.ratelimit`).
 Order: first in, first out, one item at a time: the next is sent when the avatar has said the
 previous one (its ``speak_ended``), so the bridge, not the provider, decides what comes next.
 ``priority: "now"`` puts the request's items before everything queued and interrupts the item
-being spoken.  An interrupted item is dropped (detail ``"interrupted"``) and so are the
-queued parts of its request: the rest of a sentence cut off is not said later out of context.
+being spoken, or an answer the avatar gives on its own (listen mode: it answers what it heard;
+its start and end, of no item's task, are followed as ``answering``).  An interrupted item is
+dropped (detail ``"interrupted"``) and so are the queued parts of its request: the rest of a
+sentence cut off is not said later out of context.
 Items are sent only while the avatar is live; an item that waited over :data:`MAX_WAIT_S`
 is dropped (``"expired"``) instead of being said long after it was asked for.
 
@@ -115,6 +117,7 @@ class SpeechQueue:
         self._attention = asyncio.Event()  # an item ended, or the current one is to stop
         self._preempt: SpeechItem | None = None  # the current item, to be interrupted
         self._by_task: dict[str, SpeechItem] = {}
+        self.answering = False  # the avatar speaks on its own (an answer to what it heard)
         self._sending: SpeechItem | None = None  # sent, its task id not known yet
         self._early: deque[AvatarEvent] = deque(maxlen=MAX_EARLY_EVENTS)
         self._manager: Speaker | None = None
@@ -326,6 +329,8 @@ class SpeechQueue:
         self._set(item, "sending")
         self._sending = item
         self._early.clear()
+        if item.priority == "now" and self.answering:
+            await self._hush(manager)  # its end (speak_ended) clears answering
         try:
             task_id = await manager.speak(item.text, item.mode)
         except NotLive as exc:
@@ -384,14 +389,14 @@ class SpeechQueue:
     # --- the avatar's events ---------------------------------------------------------------------
 
     def on_event(self, event: AvatarEvent) -> None:
-        """An avatar event: the start or end of the item it names."""
-        if event.task_id is None:
-            return
-        item = self._by_task.get(event.task_id)
+        """An avatar event: the start or end of the item it names, or of an answer."""
+        item = self._by_task.get(event.task_id) if event.task_id is not None else None
         if item is not None:
             self._apply(event, item)
-        elif self._sending is not None:  # perhaps its task, before the provider said so
-            self._early.append(event)
+        elif event.task_id is not None and self._sending is not None:
+            self._early.append(event)  # perhaps its task, before the provider said so
+        elif event.kind in ("speak_started", "speak_ended"):
+            self.answering = event.kind == "speak_started"
 
     def _apply(self, event: AvatarEvent, item: SpeechItem) -> None:
         if event.kind == "speak_started" and item.state == "sending":
@@ -404,6 +409,7 @@ class SpeechQueue:
 
     def drop_unfinished(self, reason: str) -> None:
         """The session ended: what was being spoken is lost (queued items wait for the next)."""
+        self.answering = False
         if self._current is not None:
             self._finish(self._current, "dropped", reason)
 

@@ -32,6 +32,7 @@ import itertools
 import logging
 import socket
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from bridge.config import Secret
 from bridge.control import ws_messages as msgs
 from bridge.control.guard import AUTHORIZED, token_ok
-from bridge.control.problems import describe, error_code
+from bridge.control.problems import Conflict, describe, error_code
 from bridge.control.queue import SpeechQueue
 from bridge.errors import BadInput
 from bridge.eventbus import Event, EventBus
@@ -128,11 +129,20 @@ class EventHub:
     """
 
     def __init__(
-        self, *, bus: EventBus, queue: SpeechQueue, token: Secret | None, buffer: int = 256
+        self,
+        *,
+        bus: EventBus,
+        queue: SpeechQueue,
+        token: Secret | None,
+        buffer: int = 256,
+        listen: Callable[[bool], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
+        """``listen``: listen mode's start/stop (bridge/control/listen.py), for ``listen``
+        messages; None: they are refused (409)."""
         if buffer < 1:
             raise ValueError(f"buffer must be at least 1, not {buffer}")
         self._queue = queue
+        self._listen = listen
         self._token = token
         self._buffer = buffer
         self._clients: set[_Client] = set()
@@ -356,6 +366,13 @@ class EventHub:
             client.topics = msgs.topic_filter(body.get("topics"))
             shown = ["*"] if client.topics is None else list(client.topics.patterns)
             return msgs.ack(message.ref, topics=shown)
+        if message.type == "listen":
+            action = body.get("action")
+            if action not in ("start", "stop"):
+                raise BadInput("action", f"{repr(action)[:40]} is not one of start, stop")
+            if self._listen is None:
+                raise Conflict("listen: is not available here")
+            return msgs.ack(message.ref, listen=await self._listen(action == "start"))
         return msgs.ack(message.ref)  # auth: the token was checked before
 
     def _refused(self, client: _Client, ref: Any, exc: Exception) -> None:

@@ -7,6 +7,7 @@ Clients send JSON objects in text frames::
     {"type": "interrupt"}
     {"type": "clear"}
     {"type": "subscribe", "topics": ["speech.*", "session.*"]}   (default: every topic)
+    {"type": "listen", "action": "start"|"stop"}   (listen mode: the avatar's ears)
 
 Any of them may carry ``"ref"`` (any JSON value, echoed in the answer so a client can pair
 them) and ``"token"``.  Every message gets one answer::
@@ -35,7 +36,7 @@ from typing import Any, Literal, cast
 from bridge.errors import BadInput
 from bridge.eventbus import Event
 
-MessageType = Literal["auth", "speak", "interrupt", "clear", "subscribe"]
+MessageType = Literal["auth", "speak", "interrupt", "clear", "subscribe", "listen"]
 # The fields each type may carry beside the ones every message may (COMMON).
 FIELDS: dict[str, frozenset[str]] = {
     "auth": frozenset(),
@@ -43,6 +44,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "interrupt": frozenset(),
     "clear": frozenset(),
     "subscribe": frozenset({"topics"}),
+    "listen": frozenset({"action"}),
 }
 COMMON = frozenset({"type", "ref", "token"})
 MAX_TOPICS = 32

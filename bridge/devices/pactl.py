@@ -1,5 +1,6 @@
 """``pactl``, the PulseAudio/PipeWire command-line client: run it, read what it prints, and
-write the arguments that load the virtual mic's two modules.
+write the arguments that load our modules: the virtual mic's two (a null sink and a remap
+source on its monitor), or a null sink alone (the virtual speaker the meeting plays into).
 
 :class:`Pactl` runs ``pactl`` as an asyncio subprocess with ``LC_ALL=C`` (``pactl info``
 labels are translated otherwise), under a timeout, and finds the server as every libpulse
@@ -17,8 +18,8 @@ import re
 import shutil
 import unicodedata
 from dataclasses import dataclass
+from typing import Protocol
 
-from bridge.config import MicrophoneConfig
 from bridge.errors import DeviceUnavailable
 
 DEVICE = "microphone"  # DeviceUnavailable.device for everything the sound server does
@@ -233,7 +234,39 @@ def parse_event(line: str) -> Event | None:
     return Event(found["kind"], found["facility"], int(found["index"]))
 
 
-# --- the arguments of our two modules ----------------------------------------------------
+# --- the arguments of our modules ------------------------------------------------------------
+
+
+class VirtualDevices(Protocol):
+    """The names of what :class:`~bridge.devices.pulse_modules.PulseDevices` makes: a null sink,
+    and a remap source on its monitor unless ``source_name`` is None (``MicrophoneConfig`` is
+    one; :class:`SinkOnly` the other)."""
+
+    @property
+    def sink_name(self) -> str: ...
+
+    @property
+    def sink_description(self) -> str: ...
+
+    @property
+    def source_name(self) -> str | None: ...
+
+    @property
+    def source_description(self) -> str: ...
+
+    @property
+    def make_default(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SinkOnly:
+    """A null sink alone: the virtual speaker, whose monitor the bridge itself records."""
+
+    sink_name: str
+    sink_description: str
+    source_name: None = None
+    source_description: str = ""
+    make_default: bool = False
 
 
 def clean_text(text: str, fallback: str) -> str:
@@ -254,24 +287,28 @@ def properties_arg(key: str, description: str) -> str:
     return f"{key}=\"device.description='{description}'\""
 
 
-def null_sink_args(cfg: MicrophoneConfig) -> list[str]:
+def null_sink_args(cfg: VirtualDevices) -> list[str]:
     described = clean_text(cfg.sink_description, cfg.sink_name)
     sink = (f"sink_name={cfg.sink_name}", f"rate={RATE}")
     return ["module-null-sink", *sink, *MONO, properties_arg("sink_properties", described)]
 
 
-def remap_source_args(cfg: MicrophoneConfig) -> list[str]:
+def remap_source_args(cfg: VirtualDevices) -> list[str]:
+    if cfg.source_name is None:
+        raise ValueError(f"{cfg.sink_name} has no source to make")
     described = clean_text(cfg.source_description, cfg.source_name)
     source = (f"source_name={cfg.source_name}", f"master={cfg.sink_name}.monitor")
     return ["module-remap-source", *source, *MONO, properties_arg("source_properties", described)]
 
 
-def our_modules(modules: list[Module], cfg: MicrophoneConfig) -> list[Module]:
+def our_modules(modules: list[Module], cfg: VirtualDevices) -> list[Module]:
     """Our modules by name, in unload order: remap sources first, then null sinks; newest first."""
     sources = [
         m
         for m in modules
-        if m.name == "module-remap-source" and m.arg("source_name") == cfg.source_name
+        if m.name == "module-remap-source"
+        and cfg.source_name is not None
+        and m.arg("source_name") == cfg.source_name
     ]
     sinks = [
         m for m in modules if m.name == "module-null-sink" and m.arg("sink_name") == cfg.sink_name

@@ -1,5 +1,6 @@
 """The virtual microphone's devices on PulseAudio or PipeWire (pipewire-pulse): make them,
-keep them there, remove them.
+keep them there, remove them.  The virtual speaker (listen mode) is the same with the null
+sink alone (:class:`~bridge.devices.pactl.SinkOnly`): same sweep, watch and removal.
 
 Two modules, loaded with ``pactl`` (:mod:`bridge.devices.pactl`)::
 
@@ -35,12 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from bridge.backoff import Backoff, Retrying
-from bridge.config import MicrophoneConfig
 from bridge.devices.pactl import (
     Event,
     Module,
     Pactl,
     ServerInfo,
+    VirtualDevices,
     null_sink_args,
     our_modules,
     parse_event,
@@ -65,7 +66,6 @@ DOWN_TIMEOUT_S = 5.0
 # On removal, the time the mic sink gets to close its stream (its writes take 10 ms).
 RELEASE_S = 0.05
 REMOVED = "removed"  # DeviceState.reason when we removed the devices on purpose
-MODULES_GONE = "the virtual mic modules disappeared"
 SERVER_GONE = "the sound server went away (restarting?)"
 
 
@@ -111,16 +111,21 @@ class DeviceState:
 
 
 class PulseDevices:
-    """The null sink + remap source of one :class:`MicrophoneConfig`."""
+    """The null sink + remap source of one ``MicrophoneConfig`` (or the null sink alone of a
+    :class:`~bridge.devices.pactl.SinkOnly`); ``label`` names them in logs."""
 
     def __init__(
         self,
-        cfg: MicrophoneConfig,
+        cfg: VirtualDevices,
         *,
         pactl: Pactl | None = None,
         on_change: Callable[[DeviceState], None] | None = None,
+        label: str = "virtual mic",
     ) -> None:
         self.cfg = cfg
+        self.label = label
+        # What apps record: the remap source, or (a sink alone) the sink's own monitor.
+        self.source_name = cfg.source_name or f"{cfg.sink_name}.monitor"
         self.pactl = pactl or Pactl()
         self.on_change = on_change
         self.generation = 0
@@ -134,7 +139,7 @@ class PulseDevices:
         # Published at once, so a mic sink attached here waits for the devices to exist
         # instead of opening a stream into a sink that may be a crash's leftover.
         self._publish(
-            DeviceState(False, 0, cfg.sink_name, cfg.source_name, reason="not set up yet")
+            DeviceState(False, 0, cfg.sink_name, self.source_name, reason="not set up yet")
         )
 
     # --- one-shot operations (also used by ``heygen-bridge devices``) -------------------------
@@ -154,11 +159,11 @@ class PulseDevices:
         return DeviceStatus(
             server=server,
             sink_name=self.cfg.sink_name,
-            source_name=self.cfg.source_name,
+            source_name=self.source_name,
             sink_modules=tuple(sorted(m.index for m in ours if m.name == "module-null-sink")),
             source_modules=tuple(sorted(m.index for m in ours if m.name == "module-remap-source")),
             sink_exists=self.cfg.sink_name in sinks,
-            source_exists=self.cfg.source_name in sources,
+            source_exists=self.source_name in sources,
         )
 
     async def sweep(self) -> list[int]:
@@ -179,7 +184,8 @@ class PulseDevices:
         if leftovers:
             self.leftovers_removed += len(leftovers)
             log.warning(
-                "removed leftover virtual-mic modules %s (%s)",
+                "removed leftover %s modules %s (%s)",
+                self.label,
                 ", ".join(f"#{i}" for i in leftovers),
                 "what was left of ours"
                 if self.generation
@@ -187,36 +193,38 @@ class PulseDevices:
             )
         self.sink_module = self.source_module = None
         self.sink_module = await self.pactl.load_module(*null_sink_args(self.cfg))
-        try:
-            self.source_module = await self.pactl.load_module(*remap_source_args(self.cfg))
-        except DeviceUnavailable:
-            await self.pactl.run("unload-module", str(self.sink_module))
-            self.sink_module = None
-            raise
-        if self.cfg.make_default:
+        if self.cfg.source_name is not None:
+            try:
+                self.source_module = await self.pactl.load_module(*remap_source_args(self.cfg))
+            except DeviceUnavailable:
+                await self.pactl.run("unload-module", str(self.sink_module))
+                self.sink_module = None
+                raise
+        if self.cfg.make_default and self.cfg.source_name is not None:
             if self.previous_default is None and server.default_source != self.cfg.source_name:
                 self.previous_default = server.default_source
             await self.pactl.check("set-default-source", self.cfg.source_name)
             self.made_default = True
         self.generation += 1
         log.info(
-            "virtual mic ready on %s %s: sink %s (module #%d), mic %s (module #%d)%s",
+            "%s ready on %s %s: sink %s (module #%d), source %s%s%s",
+            self.label,
             server.kind,
             server.version,
             self.cfg.sink_name,
             self.sink_module,
-            self.cfg.source_name,
-            self.source_module,
-            ", default source" if self.cfg.make_default else "",
+            self.source_name,
+            f" (module #{self.source_module})" if self.source_module is not None else "",
+            ", default source" if self.made_default else "",
         )
         self._publish(
             DeviceState(
                 True,
                 self.generation,
                 self.cfg.sink_name,
-                self.cfg.source_name,
+                self.source_name,
                 server=server.kind,
-                modules=(self.sink_module, self.source_module),
+                modules=self._loaded(),
             )
         )
         return self.state
@@ -274,11 +282,11 @@ class PulseDevices:
         try:
             async with asyncio.timeout(DOWN_TIMEOUT_S):
                 removed = await self.down()
-            log.info("virtual mic removed (modules %s)", ", ".join(f"#{i}" for i in removed))
+            log.info("%s removed (modules %s)", self.label, ", ".join(f"#{i}" for i in removed))
         except DeviceUnavailable as exc:
-            log.info("virtual mic not removed: %s", exc.reason)
+            log.info("%s not removed: %s", self.label, exc.reason)
         except TimeoutError:
-            log.warning("virtual mic not removed: the sound server did not answer in time")
+            log.warning("%s not removed: the sound server did not answer in time", self.label)
 
     async def _watch(self) -> str:
         """Until the devices are gone; returns why."""
@@ -304,7 +312,7 @@ class PulseDevices:
         """
         for _ in range(SUBSCRIBE_TRIES):
             if not await self._present():
-                return MODULES_GONE
+                return self._modules_gone
             try:
                 async with asyncio.timeout(SUBSCRIBE_WAIT_S):
                     first = await events.readline()
@@ -314,7 +322,7 @@ class PulseDevices:
                 return SERVER_GONE
             break
         if not await self._present():
-            return MODULES_GONE
+            return self._modules_gone
         await self._kick_if_playing(None)  # a stream that came before the subscription
         return None
 
@@ -326,10 +334,10 @@ class PulseDevices:
                     line = await events.readline()
             except TimeoutError:
                 if not await self._present():
-                    return MODULES_GONE
+                    return self._modules_gone
                 continue
             if not line:
-                log.warning("the sound server went away; will make the virtual mic again")
+                log.warning("the sound server went away; will make the %s again", self.label)
                 return SERVER_GONE
             event = parse_event(line.decode(errors="replace"))
             if event is None:
@@ -338,7 +346,8 @@ class PulseDevices:
                 await self._kick_if_playing(event.index)
             elif self._is_ours_removed(event):
                 log.warning(
-                    "virtual mic module #%s was unloaded by someone else; making it again",
+                    "%s module #%s was unloaded by someone else; making it again",
+                    self.label,
                     event.index,
                 )
                 return f"module #{event.index} was unloaded"
@@ -378,23 +387,31 @@ class PulseDevices:
         self.kicks += 1
         log.debug("restarted %s's clock for stream #%s", self.cfg.sink_name, ", #".join(playing))
 
+    @property
+    def _modules_gone(self) -> str:
+        return f"the {self.label} modules disappeared"
+
+    def _loaded(self) -> tuple[int, ...]:
+        return tuple(m for m in (self.sink_module, self.source_module) if m is not None)
+
     async def _present(self) -> bool:
         try:
             indexes = {m.index for m in await self.modules()}
         except DeviceUnavailable:
             return False
-        return self.sink_module in indexes and self.source_module in indexes
+        loaded = self._loaded()
+        return bool(loaded) and all(module in indexes for module in loaded)
 
     def _unavailable(self, reason: str, fix: str | None) -> None:
         self.sink_module = self.source_module = None
         if self.state.ready or self.state.reason != reason:
-            log.warning("virtual mic unavailable: %s%s", reason, f" (fix: {fix})" if fix else "")
+            log.warning("%s unavailable: %s%s", self.label, reason, f" (fix: {fix})" if fix else "")
         self._publish(
             DeviceState(
                 False,
                 self.generation,
                 self.cfg.sink_name,
-                self.cfg.source_name,
+                self.source_name,
                 reason=reason,
                 fix=fix,
             )
@@ -410,7 +427,7 @@ class PulseDevices:
             "ready": self.state.ready,
             "server": self.state.server,
             "sink": self.cfg.sink_name,
-            "source": self.cfg.source_name,
+            "source": self.source_name,
             "modules": list(self.state.modules),
             "generation": self.generation,
             "recreated": self.recreated,

@@ -9,7 +9,8 @@ server reports (None when unknown); ``close`` frees it.  Every failure is a
 no libpulse → install ``libpulse0``.  The libraries are loaded once, on first use.
 
 Why libpulse-simple through ctypes and not a ``pacat`` pipe, and why a 100 ms target (with
-measurements): docs/microphone.md, "The stream".
+measurements): docs/microphone.md, "The stream".  (Recording, which must never move to
+another source, is :mod:`bridge.devices.pulse_record`.)
 """
 
 from __future__ import annotations

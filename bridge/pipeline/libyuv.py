@@ -76,6 +76,35 @@ class LibYuv:
         self._copy = lib.I420Copy
         self._copy.argtypes = [_P, _I, _P, _I, _P, _I, _P, _I, _P, _I, _P, _I, _I, _I]
         self._copy.restype = _I
+        self._scale_plane = lib.ScalePlane
+        self._scale_plane.argtypes = [_P, _I, _I, _I, _P, _I, _I, _I, _I]
+        self._scale_plane.restype = None  # void in older libyuv, int in newer: ignored
+        self._blend = lib.I420Blend
+        self._blend.argtypes = [
+            _P,
+            _I,
+            _P,
+            _I,
+            _P,
+            _I,
+            _P,
+            _I,
+            _P,
+            _I,
+            _P,
+            _I,
+            _P,
+            _I,
+            _P,
+            _I,
+            _P,
+            _I,
+            _P,
+            _I,
+            _I,
+            _I,
+        ]
+        self._blend.restype = _I
 
     def scale(self, src: Planes, dst: Planes, filter_mode: int = FILTER_BILINEAR) -> None:
         result = self._scale(
@@ -89,6 +118,21 @@ class LibYuv:
     def to_yuyv(self, src: Planes, dst: int, dst_stride: int) -> None:
         result = self._to_yuy2(*src.pointers, dst, dst_stride, src.width, src.height)
         self._check(result, "I420ToYUY2")
+
+    def scale_plane(
+        self, src: int, src_size: tuple[int, int], dst: int, dst_size: tuple[int, int]
+    ) -> None:
+        """One tightly packed 8-bit plane to another size, bilinear."""
+        (sw, sh), (dw, dh) = src_size, dst_size
+        self._scale_plane(src, sw, sw, sh, dst, dw, dw, dh, FILTER_BILINEAR)
+
+    def blend(self, fg: Planes, bg: Planes, alpha: int, dst: Planes) -> None:
+        """``dst = fg * alpha + bg * (1 - alpha)``; ``alpha``: a full-size plane, stride
+        ``fg.width`` (libyuv averages it over each 2x2 for the chroma)."""
+        result = self._blend(
+            *fg.pointers, *bg.pointers, alpha, fg.width, *dst.pointers, fg.width, fg.height
+        )
+        self._check(result, "I420Blend")
 
     @staticmethod
     def _check(result: int, name: str) -> None:

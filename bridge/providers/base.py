@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 from bridge.cleanup import finish_despite_cancel as finish_despite_cancel
 from bridge.errors import RemoteError
@@ -87,6 +87,16 @@ class AvatarSession(Protocol):
 
     def decode(self, payload: bytes, topic: str | None) -> list[AvatarEvent]:
         """The bridge events carried by one data packet from the avatar's media source."""
+        ...
+
+
+@runtime_checkable
+class ListeningSession(Protocol):
+    """A session whose provider can hear the user (listen mode); the demo's cannot."""
+
+    async def listen(self, on: bool, push_to_talk: bool, room: DataChannel | None) -> None:
+        """Open (``on``) or close the avatar's ears: with ``push_to_talk`` the provider's
+        push-to-talk window, otherwise its listening state (conversational: mute/unmute)."""
         ...
 
 

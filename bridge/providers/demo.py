@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from bridge.config import AvatarConfig, CameraConfig
+from bridge.config import AvatarConfig, CameraConfig, DemoConfig
 from bridge.errors import ApiFault, SessionGone
 from bridge.providers.base import (
     NO_RECORD,
@@ -40,10 +40,16 @@ class DemoProvider:
     max_text = MAX_TEXT
 
     def __init__(
-        self, *, avatar: AvatarConfig, camera: CameraConfig, test_marks: bool = False
+        self,
+        *,
+        avatar: AvatarConfig,
+        camera: CameraConfig,
+        test_marks: bool = False,
+        demo: DemoConfig | None = None,
     ) -> None:
         self._avatar = avatar
         self._camera = camera
+        self._demo = demo or DemoConfig()
         self._test_marks = test_marks
         self._open: DemoSession | None = None
 
@@ -77,6 +83,7 @@ class DemoProvider:
             voice_rate=self._avatar.voice_rate,
             language=self._avatar.language,
             test_marks=self._test_marks,
+            green=self._demo.background == "green",
         )
         self._open = DemoSession(LocalAvatar(performer))
         return self._open

@@ -12,7 +12,8 @@ EventKind = Literal[
     "speak_started",  # the avatar began speaking task_id
     "speak_text",  # a piece of the transcript of what the avatar says (text)
     "speak_ended",  # the avatar finished (or was interrupted in) task_id
-    "user_text",  # a transcript of the user's speech (text)
+    "user_text",  # a transcript of the user's speech (text): one utterance, whole
+    "user_ended",  # HeyGen only, inside its decoder: the end of the user's utterance
     "session_stopped",  # the provider ended the session (text = reason)
 ]
 

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 from bridge.cleanup import finish_despite_cancel
 from bridge.errors import RemoteError
 from bridge.providers.base import AvatarSession
+from bridge.session.policy import after_fatal_end
 from bridge.session.renewal import Lane, Renewed
 from bridge.session.state import CONNECTING, ENDED, FAILED, STOPPING
-from bridge.source.base import SourceFailed
+from bridge.source.base import RoomClosed, SourceFailed
 
 if TYPE_CHECKING:
     from bridge.session.manager import SessionManager
@@ -34,21 +35,26 @@ async def live_through(
     """Run one session until it ends (then return how long it was live: ended or failed)
     or we are cancelled (then ``stopping``); either way it is stopped before this ends.
 
-    ``lane``: a renewed session, its media running and on the camera already (the state
-    stays as it is); otherwise its media opens here.  When this session is renewed, its
+    ``lane``: a session the renewal opened ahead, its media running: renewed, it is on the
+    camera already (the state stays as it is); when its predecessor ended before the switch,
+    it takes over here as a connecting session.  Otherwise the session's media opens here.
+    When this session is renewed (or ends before its renewed successor's switch), the
     successor is left in the renewal's ``next`` for the loop to run next."""
     now = m._clock()
-    adopted = lane is not None
+    switched = lane is not None and lane.active
     if lane is None:
         lane = m._new_lane(session, now)
-        lane.active = True
+    lane.active = True
     m._lane, m.session = lane, session
     m._session_started = lane.opened_at
     m._liveness.reset(now)
-    m._went_live_at = now if adopted else None
+    m._went_live_at = now if switched else None
     m._ended.clear()
-    if not adopted:
+    m._end_code = None
+    if not switched:
         m._enter(CONNECTING, f"session {session.session_id}")
+        if lane.present:  # a successor whose avatar came before it took over
+            m.on_presence(True)
     reason = "shutdown"
     try:
         if lane.task is None:
@@ -60,13 +66,16 @@ async def live_through(
         m._enter(STOPPING, "shutdown")  # status says so while the session is stopped
         raise
     finally:
-        lived = await _after(m, session, lane, reason)
+        lived = await _after(m, session, lane, reason, shutdown=reason == "shutdown")
     return lived
 
 
-async def _after(m: SessionManager, session: AvatarSession, lane: Lane, reason: str) -> float:
-    """A session is over (``reason``): say so, and stop it and its media (and a successor
-    that never took over); how long it was live."""
+async def _after(
+    m: SessionManager, session: AvatarSession, lane: Lane, reason: str, *, shutdown: bool
+) -> float:
+    """A session is over (``reason``): say so, and stop it and its media (and, at shutdown,
+    a successor that never took over: otherwise the loop runs that one next); how long it
+    was live."""
     successor = m._renewal.next
     renewed = successor is not None and successor.active
     if not renewed:
@@ -84,7 +93,7 @@ async def _after(m: SessionManager, session: AvatarSession, lane: Lane, reason: 
     )
     if m._on_session_end is not None and not renewed:
         m._on_session_end(f"the session {session.session_id} ended")
-    if successor is not None and not renewed:  # it never took over: it goes too
+    if successor is not None and not renewed and shutdown:  # it never took over: it goes too
         m._renewal.next = None
         await finish_despite_cancel(
             m._end_lane(successor), name=f"stop-{successor.session.session_id}"
@@ -112,6 +121,10 @@ async def _serve(m: SessionManager, session: AvatarSession, lane: Lane) -> str:
         renewed, why = True, str(group.exceptions[0])
     except* SessionEnded:
         why = m._end_reason
+        if (fatal := after_fatal_end(m._end_code)) is not None:  # no credits: no retry
+            failed = True
+            # The fix with the failed state: status never shows one without the other.
+            m.last_error, m.fix = why, fatal.fix
     except* SourceFailed as group:
         why = _media_failed(m, group.exceptions[0])
     except* RemoteError as group:
@@ -127,7 +140,10 @@ async def _serve(m: SessionManager, session: AvatarSession, lane: Lane) -> str:
 
 def _media_failed(m: SessionManager, cause: BaseException) -> str:
     m.last_error = str(cause)
-    log.error("the avatar's media failed, opening a new session: %s", cause, exc_info=cause)
+    if isinstance(cause, RoomClosed):  # the provider's doing, not a fault of the bridge
+        log.warning("%s: the session is over, opening a new one", cause)
+    else:
+        log.error("the avatar's media failed, opening a new session: %s", cause, exc_info=cause)
     return m.last_error
 
 

@@ -4,6 +4,12 @@ Keep-alives go out every ``keep_alive_every`` seconds of *silence*: a speak or a
 sent is activity for the provider's idle timer (HeyGen's ``activity_idle_timeout``,
 LiveAvatar's idle timeout), so a keep-alive is skipped while activity keeps the session alive.
 When the avatar leaves the room one goes out at once: did it leave because the session ended?
+While the avatar is not in the room (it has not come yet, ``connecting``, or it left,
+``reconnecting``), one goes out every :data:`CONNECTING_PROBE_S`: a session that ended before
+its room was joined leaves no word in the room (the LiveKit SDK's retry of a torn join joins a
+new, empty room of the same name), and only the provider can say it is gone.  And a session
+whose avatar stays away :data:`AVATAR_AWAY_LIMIT_S` although the provider still calls it
+alive is ended: the next one brings an avatar, this one is not worth its credits.
 """
 
 from __future__ import annotations
@@ -18,15 +24,29 @@ from bridge.session.retrying import Clock, Sleep, sleep_unless
 
 log = logging.getLogger("bridge.session.manager")  # the manager's story, one logger
 
+# While the avatar is not in the room: a keep-alive at least this often.
+CONNECTING_PROBE_S = 5.0
+# A session whose avatar has been out of the room this long is ended (a join, the LiveKit
+# SDK's retries included, takes at most about 15 s; an avatar's brief absence a few).
+AVATAR_AWAY_LIMIT_S = 45.0
+
 
 class Liveness:
     """The current session's keep-alive clock; ``end`` is told when a keep-alive finds the
     session gone."""
 
-    def __init__(self, clock: Clock, sleep: Sleep, end: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        sleep: Sleep,
+        end: Callable[[str], None],
+        missing_since: Callable[[], float | None] = lambda: None,
+    ) -> None:
         self._clock = clock
         self._sleep = sleep
         self._end = end
+        # Since when the avatar has not been in the room (None: it is there).
+        self._missing_since = missing_since
         self.last_activity = 0.0  # a command sent to the session (speak, interrupt)
         self.last_probe = 0.0  # a keep-alive sent
         self.probe_soon = asyncio.Event()
@@ -46,6 +66,12 @@ class Liveness:
         :attr:`probe_soon` is set."""
         while True:
             due = max(self.last_activity, self.last_probe) + every
+            missing = self._missing_since()
+            if missing is not None:
+                if self._clock() - missing >= AVATAR_AWAY_LIMIT_S:
+                    self._end(f"the avatar stayed out of the room for {AVATAR_AWAY_LIMIT_S:.0f} s")
+                    return
+                due = min(due, self.last_probe + CONNECTING_PROBE_S, missing + AVATAR_AWAY_LIMIT_S)
             wait = due - self._clock()
             if wait > 0 and not await sleep_unless(self._sleep, wait, self.probe_soon):
                 continue  # the interval passed: was there activity meanwhile?

@@ -10,6 +10,9 @@ emits ``session.state`` once per change::
        └──── ended (the provider closed the session, or its media failed: renew) ◄─┘
     any ──► stopping (the session is being stopped) ──► stopped        (shutdown)
 
+(ended or failed ──► connecting: a session the renewal opened ahead takes over when its
+predecessor ended before the switch: the slate until its first frame, no new session.)
+
 After a failure (:mod:`bridge.session.policy` decides): a transient one (5xx, timeouts,
 connection refused, the room lost, the session closed by the server) is tried again after a
 growing, jittered, capped delay; the account's session limit after a longer one; a fatal one
@@ -23,15 +26,15 @@ reason, ``session.retry`` with the reason and the delay, ``session.failed`` with
 
 Keep-alives go out every ``keep_alive_every`` seconds of *silence* (:mod:`bridge.session.liveness`).
 
-Renewal, make-before-break (:mod:`bridge.session.renewal`): :data:`RENEW_MARGIN_S` before the
-session's duration limit the next session opens beside it, its media too, while the camera and
-mic stay on the old one; at the new one's first video frame, and once the utterance in progress
-has ended (at most :data:`UTTERANCE_WAIT_S`; ``speak`` holds new items meanwhile, for the new
-session), the sinks switch to it between two frames, the old session is stopped and the new
-one goes on as the current session, the state live throughout (``session.renewing``,
-``session.renewed``).  A provider that refuses the second session (its concurrency limit) gets
-break-before-make: the old session runs to its end and the next opens after it, the slate in
-between; status (``renewal``) and a ``session.renewal`` event say so.
+Renewal, make-before-break (:mod:`bridge.session.renewal`): ``avatar.renew_margin_s`` (30 s
+by default) before the session's duration limit the next session opens beside it, its media
+too, while the camera and mic stay on the old one; at the new one's first video frame, and
+once the utterance in progress has ended (at most :data:`UTTERANCE_WAIT_S`; ``speak`` holds
+new items meanwhile, for the new session), the sinks switch to it between two frames, the old
+session is stopped and the new one goes on as the current session, the state live throughout
+(``session.renewing``, ``session.renewed``).  A provider that refuses the second session (its
+concurrency limit) gets break-before-make: the old session runs to its end and the next opens
+after it, the slate in between; status (``renewal``) and a ``session.renewal`` event say so.
 
 Per session it opens the session's media (:func:`bridge.source.open.open_media`: the source,
 and for a LiveKit room the room link that both the source and the session's commands use) and
@@ -58,11 +61,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.cleanup import finish_despite_cancel
+from bridge.config import RENEW_MARGIN_S as RENEW_MARGIN_S
 from bridge.errors import NotLive, RemoteError
 from bridge.eventbus import EventBus
 from bridge.providers.base import (
     NO_RECORD,
     AvatarSession,
+    ListeningSession,
     Provider,
     SessionRecorder,
     SpeakMode,
@@ -72,9 +77,8 @@ from bridge.session.lifetime import SessionEnded as SessionEnded
 from bridge.session.lifetime import live_through
 from bridge.session.liveness import Liveness
 from bridge.session.orphans import OpenedSessions
-from bridge.session.policy import after_early_end, decide
+from bridge.session.policy import after_early_end, after_fatal_end, decide
 from bridge.session.renewal import RENEW_LAST_TRY_S as RENEW_LAST_TRY_S
-from bridge.session.renewal import RENEW_MARGIN_S as RENEW_MARGIN_S
 from bridge.session.renewal import UTTERANCE_WAIT_S as UTTERANCE_WAIT_S
 from bridge.session.renewal import Lane, Renewal
 from bridge.session.renewal import Renewed as Renewed
@@ -84,6 +88,7 @@ from bridge.session.retrying import Sleep as Sleep
 from bridge.session.speech import SpeechInFlight
 from bridge.session.state import ALLOWED as ALLOWED
 from bridge.session.state import (
+    CONNECTING,
     FAILED,
     LIVE,
     RECONNECTING,
@@ -157,6 +162,7 @@ class SessionManager:
         self.live = asyncio.Event()
         self._ended = asyncio.Event()
         self._end_reason = ""
+        self._end_code: str | None = None  # the provider's own reason, as it gave it
         self._session_started: float | None = None
         self._clock = clock
         self._sleep = sleep
@@ -166,7 +172,8 @@ class SessionManager:
         self.fix: str | None = None  # what the user can do about the failure that stopped us
         self._went_live_at: float | None = None
         self._retrying = Retrying(bus, clock, sleep)
-        self._liveness = Liveness(clock, sleep, self.end)
+        self._missing_since: float | None = None  # the avatar not in the room since
+        self._liveness = Liveness(clock, sleep, self.end, self._avatar_missing_since)
         # Renewal (make-before-break): the next session while it is being readied, and what
         # holds the switch (speech sent to the old session).
         self._renewal = Renewal(self, renew_margin_s)
@@ -190,10 +197,19 @@ class SessionManager:
             self.live.set()
         else:
             self.live.clear()
+        waiting = (CONNECTING, RECONNECTING)
+        if new in waiting and old not in waiting:
+            self._missing_since = self._clock()
         session_id = self.session.session_id if self.session else None
         self._bus.emit(
             "session.state", state=str(new), previous=str(old), session_id=session_id, why=why
         )
+
+    def _avatar_missing_since(self) -> float | None:
+        """Since when the current session's avatar has not been in the room; None when it
+        is (or no session is waiting for one)."""
+        waiting = self.state in (CONNECTING, RECONNECTING)
+        return self._missing_since if waiting else None
 
     def snapshot(self) -> dict[str, Any]:
         """Status: the session, when it ends and would be renewed, and the story of failures.
@@ -253,6 +269,12 @@ class SessionManager:
                     self.fix = None
                     lane = None
                 lived = await live_through(self, session, lane)
+                if (fatal := after_fatal_end(self._end_code)) is not None:
+                    await self._drop_successor()  # it would meet the same end
+                    self.fix = fatal.fix
+                    await self._retrying.give_up(fatal)
+                    failures = 0
+                    continue
                 if self._renewal.next is not None:  # renewed: its successor has the camera
                     handoff, self._renewal.next = self._renewal.next, None
                     failures = 0
@@ -267,9 +289,7 @@ class SessionManager:
         finally:
             self._retrying.next_try_at = None
             self._enter(STOPPING, "shutdown")
-            if self._renewal.next is not None:  # shut down between a switch and the handoff
-                lane, self._renewal.next = self._renewal.next, None
-                await finish_despite_cancel(self._end_lane(lane), name="stop-renewed")
+            await self._drop_successor()  # shut down between a switch and the handoff
             self._enter(STOPPED)
 
     def try_again(self) -> None:
@@ -298,6 +318,12 @@ class SessionManager:
         if self.state != LIVE:
             self._enter(LIVE, f"renewed to session {lane.session.session_id}")
 
+    async def _drop_successor(self) -> None:
+        """Stop the session the renewal opened ahead, if one waits for the loop."""
+        if self._renewal.next is not None:
+            lane, self._renewal.next = self._renewal.next, None
+            await finish_despite_cancel(self._end_lane(lane), name="stop-renewed")
+
     async def _end_lane(self, lane: Lane) -> None:
         """Stop a lane's media, then its session."""
         await end_media(lane)
@@ -322,6 +348,11 @@ class SessionManager:
         if not self._ended.is_set():
             self._end_reason = reason
             self._ended.set()
+
+    def _provider_ended(self, code: str | None) -> None:
+        """The provider stopped the current session, for ``code`` (its own words)."""
+        self._end_code = code
+        self.end(f"the provider stopped the session ({code or 'no reason given'})")
 
     # --- from the source (the handlers it was given) --------------------------------------
 
@@ -362,7 +393,7 @@ class SessionManager:
     def _event(self, event: AvatarEvent, *, current: bool) -> None:
         if event.kind == "session_stopped":
             if current:
-                self.end(f"the provider stopped the session ({event.text or 'no reason given'})")
+                self._provider_ended(event.text)
         elif event.kind == "speak_ended":
             self._speech.ended(event.task_id, current=current)
         self._bus.emit(
@@ -403,3 +434,15 @@ class SessionManager:
             raise NotLive(f"the avatar is not live (state: {self.state})")
         await session.interrupt(self._room)
         self._liveness.active()
+
+    async def listen(self, on: bool, *, push_to_talk: bool) -> bool:
+        """Open or close the live avatar's ears at its provider (listen mode); False when the
+        provider has no such command (the demo).  :class:`NotLive` without a session."""
+        session = self.session
+        if session is None or self.state != LIVE:
+            raise NotLive(f"the avatar is not live (state: {self.state})")
+        if not isinstance(session, ListeningSession):
+            return False
+        await session.listen(on, push_to_talk, self._room)
+        self._liveness.active()
+        return True

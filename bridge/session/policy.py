@@ -10,7 +10,8 @@ One pure function, :func:`decide`, so the manager's loop only waits and counts. 
   holds no session of its own the sessions in the way are someone else's, so the fix names
   ``heygen-bridge sessions stop --all``;
 * **fatal** (the key refused, the avatar unknown or not allowed, a request the provider calls
-  malformed, no credits left): trying again will not help, so the manager stops after this
+  malformed, no credits left; also a session the provider ended for no credits or a deleted
+  avatar, :func:`after_fatal_end`): trying again will not help, so the manager stops after this
   one request and shows the fix until the config is reloaded or the daemon restarted.
 
 A refusal the tree does not name but the provider marks as not retryable
@@ -102,6 +103,23 @@ def after_early_end(reason: str, failures: int, rng: random.Random | None = None
     """A session that ended before it had been live for long (its room never connected or
     dropped, the server closed it): transient, so the next one opens after :data:`RETRY`."""
     return Decision(Kind.TRANSIENT, reason, RETRY.delay(failures, rng))
+
+
+# Reasons a provider gives for ending a session (LiveAvatar's ``end_reason``) that a new
+# session would meet again at once: what the user must do first.
+FATAL_END_REASONS = {
+    "NO_CREDITS": "Add credits to the LiveAvatar account",
+    "AVATAR_DELETED": "The avatar was deleted: choose another (heygen-bridge avatars lists yours)",
+}
+
+
+def after_fatal_end(reason: str | None) -> Decision | None:
+    """The decision when the provider ended the session for ``reason`` and a new session
+    cannot help (no credits left, the avatar deleted); None for any other reason."""
+    fix = FATAL_END_REASONS.get((reason or "").strip().upper())
+    if fix is None:
+        return None
+    return Decision(Kind.FATAL, f"the provider ended the session: {reason}", None, f"{fix}; {THEN}")
 
 
 def _fallback_fix(exc: RemoteError) -> str:

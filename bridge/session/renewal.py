@@ -36,9 +36,6 @@ log = logging.getLogger("bridge.session.manager")  # the manager's story, one lo
 MAKE_BEFORE_BREAK = "make-before-break"
 ONE_AT_A_TIME = "break-before-make (the provider allows one session at a time)"
 
-# Renew this long before the session's duration limit: time for the next session to open and
-# send its first frame, and for an utterance in progress to finish on the old one.
-RENEW_MARGIN_S = 30.0
 # At most this long an utterance in progress holds the switch to the renewed session.
 UTTERANCE_WAIT_S = 20.0
 # A retry of the next session's open is not started with less than this left to the limit.
@@ -70,6 +67,7 @@ class Lane:
         self.session = session
         self.opened_at = opened_at  # the manager's clock when the session was created
         self.active = False
+        self.present = False  # the source's last presence report
         self.first_frame = asyncio.Event()
         self.source: Source | None = None
         self.room: DataChannel | None = None
@@ -99,6 +97,7 @@ class Lane:
         self._on_data(self, payload, topic)
 
     def _here(self, present: bool) -> None:
+        self.present = present
         self._on_presence(self, present)
 
 
@@ -142,7 +141,8 @@ class Renewal:
             return
         switched = self.switched = asyncio.Event()  # speak() holds new items from here
         try:
-            if not await sleep_unless(m._sleep, UTTERANCE_WAIT_S, m._speech.idle):
+            # (An avatar gone from the old room finishes no utterance: switch at once.)
+            if old.present and not await sleep_unless(m._sleep, UTTERANCE_WAIT_S, m._speech.idle):
                 log.warning(
                     "an utterance on session %s still runs after %.0f s: switching anyway",
                     old_id,

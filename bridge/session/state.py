@@ -38,8 +38,9 @@ ALLOWED: dict[SessionState, set[SessionState]] = {
     CONNECTING: {LIVE, ENDED, FAILED, STOPPING},
     LIVE: {RECONNECTING, ENDED, FAILED, STOPPING},
     RECONNECTING: {LIVE, ENDED, FAILED, STOPPING},
-    ENDED: {STARTING, STOPPING},
-    FAILED: {STARTING, STOPPING},
+    # ended or failed -> connecting: the session the renewal opened ahead takes over
+    ENDED: {STARTING, CONNECTING, STOPPING},
+    FAILED: {STARTING, CONNECTING, STOPPING},
     STOPPING: {STOPPED},
     STOPPED: set(),
 }

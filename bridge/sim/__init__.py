@@ -8,7 +8,8 @@ let tests prove behaviour.  Run them with ``heygen-bridge simulate``.
 clock, expiry, the avatar's join and exit); ``heygen/`` and ``liveavatar/`` are the two
 services; ``clock`` is wall or test-driven time; ``ledger`` and ``faults`` record and break
 requests; ``media`` is the seam to the avatar, ``avatar`` the one in a real LiveKit room,
-``livekit_server`` the local LiveKit server.
+``listening`` its ears (it answers what other participants say), ``livekit_server`` the local
+LiveKit server.
 """
 
 # The API keys the fakes accept unless told otherwise.

@@ -15,7 +15,9 @@ from datetime import timedelta
 
 from livekit import api, rtc
 
+from bridge.cleanup import finish_despite_cancel
 from bridge.media.frames import I16, U8
+from bridge.sim.listening import Ears
 from bridge.sim.media import Hooks, JoinFailed, RoomSpec
 from bridge.sim.tasks import cancel_and_wait, for_each
 from bridge.source import livekit_join
@@ -49,6 +51,10 @@ class LiveKitAvatar:
         self._next_capture = 0.0
         # Frames waiting for their audio (see _send_video), in due order; cancelled on leave.
         self._captures: deque[asyncio.TimerHandle] = deque()
+        # Other participants' audio, heard when the service asks for it (listen mode).
+        self.ears: Ears | None = None
+        if hooks.on_heard is not None:
+            self.ears = Ears(self._room, spec.identity, hooks.on_heard, hooks.gate or _always)
 
     async def join(self) -> None:
         """Enter the room, publish the tracks and start performing.
@@ -61,6 +67,8 @@ class LiveKitAvatar:
         """
         self._room.on("data_received", self._data_received)
         self._room.on("disconnected", self._disconnected)
+        if self.ears is not None:
+            self.ears.attach()
         try:
             await livekit_join.connect(
                 self._room, self.spec.url, self.spec.token, name=f"sim-avatar-join-{self.spec.room}"
@@ -68,7 +76,11 @@ class LiveKitAvatar:
         except rtc.ConnectError as exc:
             raise JoinFailed(f"cannot join {self.spec.room} at {self.spec.url}: {exc}") from exc
         try:
-            await self._perform()
+            # Publishing is not cut in half either: a publish cancelled mid-flight leaves the
+            # SDK an answer for a track it no longer knows (a KeyError traceback in its log).
+            await finish_despite_cancel(
+                self._perform(), name=f"sim-avatar-publish-{self.spec.room}"
+            )
         except BaseException:  # cancelled (or failed) after the connect: leave, then go on
             await self.leave()
             raise
@@ -155,6 +167,11 @@ class LiveKitAvatar:
     def play_signal(self, samples: I16, task_id: str) -> None:
         self.performer.play_signal(samples, task_id)
 
+    @property
+    def left(self) -> bool:
+        """It has left (or is leaving) its room."""
+        return self._leaving
+
     async def leave(self) -> None:
         if self._leaving:
             return
@@ -163,12 +180,20 @@ class LiveKitAvatar:
             self._captures.popleft().cancel()
         task, self._task = self._task, None
         try:
-            await cancel_and_wait(task)  # a performer that died re-raises, once out of the room
+            try:
+                if self.ears is not None:
+                    await self.ears.aclose()  # ears that died re-raise, once out of the room
+            finally:
+                await cancel_and_wait(task)  # so does a performer that died
             # Send the end events of speech cut short, then leave.
             for event in self.performer.drain_events():
                 await self._send_event(event)
         finally:
             await livekit_join.disconnect(self._room, name=f"sim-avatar-leave-{self.spec.room}")
+
+
+def _always() -> bool:
+    return True
 
 
 class LiveKitHost:
@@ -203,6 +228,9 @@ class LiveKitHost:
     async def join(self, spec: RoomSpec, hooks: Hooks) -> LiveKitAvatar:
         avatar = LiveKitAvatar(spec, hooks, sync_marks=self._sync_marks)
         await avatar.join()
+        # Forget the avatars that have left a room nobody closed (a session in the user's own
+        # room, one stopped before it started): a long rehearsal does not keep them all.
+        self.avatars = {room: a for room, a in self.avatars.items() if not a.left}
         self.avatars[spec.room] = avatar
         return avatar
 

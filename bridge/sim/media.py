@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from bridge.media.frames import I16
 from bridge.synthetic.performer import SpeechEvent
@@ -22,6 +22,21 @@ Packets = list[tuple[bytes, str]]
 OnData = Callable[[bytes, str | None], None]
 # The avatar to whom every provider gives this LiveKit identity (reference §3.1).
 AVATAR_IDENTITY = "heygen"
+# Whether the avatar's ears are open now (push-to-talk closes them).
+Gate = Callable[[], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """An utterance began (``started``) or ended (``ended``, ``seconds`` from its first to its
+    last loud frame) in the audio of participant ``speaker`` (see :mod:`bridge.sim.listening`)."""
+
+    kind: Literal["started", "ended"]
+    speaker: str
+    seconds: float = 0.0
+
+
+OnHeard = Callable[[Heard], None]
 
 
 class Dialect(Protocol):
@@ -44,11 +59,15 @@ class RoomSpec:
 @dataclass(frozen=True, slots=True)
 class Hooks:
     """How an avatar and its service talk: speech events go out in the service's ``dialect``;
-    ``on_data`` hears packets sent into the room; ``on_lost`` hears that the room dropped it."""
+    ``on_data`` hears packets sent into the room; ``on_lost`` hears that the room dropped it;
+    ``on_heard`` hears what other participants say on their audio tracks (none: the avatar does
+    not listen), while ``gate`` (none: always) lets it."""
 
     dialect: Dialect
     on_data: OnData | None = None
     on_lost: Callable[[], None] | None = None
+    on_heard: OnHeard | None = None
+    gate: Gate | None = None
 
 
 class JoinFailed(Exception):

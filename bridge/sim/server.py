@@ -3,8 +3,9 @@
 Tests use :class:`Simulator` in-process (with a :class:`~bridge.sim.clock.ManualClock` when
 they need to decide when time passes); users run ``heygen-bridge simulate``.  Besides the
 provider APIs it serves a small admin surface for tests driving a separate process:
-``GET /_sim/ledger``, ``GET /_sim/sessions``, ``POST /_sim/sessions/{id}/bounce`` and
-``/signal``, ``POST /_sim/faults`` (a :class:`~bridge.sim.faults.Fault` as JSON),
+``GET /_sim/ledger``, ``GET /_sim/sessions``, ``POST /_sim/sessions/{id}/bounce``,
+``/signal`` and ``/end`` (the service ends the session, with a reason),
+``POST /_sim/faults`` (a :class:`~bridge.sim.faults.Fault` as JSON),
 ``DELETE /_sim/faults``.
 """
 
@@ -84,6 +85,7 @@ class Simulator:
                 web.get("/_sim/sessions", self._sessions),
                 web.post("/_sim/sessions/{session_id}/bounce", self._bounce),
                 web.post("/_sim/sessions/{session_id}/signal", self._signal),
+                web.post("/_sim/sessions/{session_id}/end", self._end),
                 web.post("/_sim/faults", self._add_fault),
                 web.delete("/_sim/faults", self._clear_faults),
             ]
@@ -170,6 +172,18 @@ class Simulator:
             return web.json_response({"error": "no avatar", "detail": session_id}, status=404)
         found[1].link.play_signal(tone(freq, seconds, level=level), f"signal-{freq:g}")
         return web.json_response({"playing": freq, "seconds": seconds})
+
+    async def _end(self, request: web.Request) -> web.StreamResponse:
+        """The service ends the session as it would at a limit or a server-side fault:
+        ``reason`` (LiveAvatar: a ``SessionEndReason`` such as ``NO_CREDITS``) is what its
+        clients are told, and the ledger records it as expired."""
+        session_id = request.match_info["session_id"]
+        reason = request.query.get("reason", "SERVER_ERROR")
+        found = self._find(session_id)
+        if found is None:
+            return web.json_response({"error": "not found", "detail": session_id}, status=404)
+        await found[0].close(found[1], "expired", reason)
+        return web.json_response({"ended": session_id, "reason": reason})
 
     async def _add_fault(self, request: web.Request) -> web.StreamResponse:
         try:

@@ -26,11 +26,12 @@ from typing import Any, Literal
 
 import pyvirtualcam
 
-from bridge.config import CameraConfig
+from bridge.config import BackgroundConfig, CameraConfig
 from bridge.devices import v4l2 as v4l2devices
 from bridge.errors import DeviceUnavailable
 from bridge.media.frames import U8, VideoFrame
 from bridge.media.slot import LatestSlot
+from bridge.pipeline.background import Background, MatteSink
 from bridge.pipeline.slate import render_slate
 from bridge.pipeline.video import VideoConverter
 from bridge.sinks.base import NOT_IN_SNAPSHOT, ThreadedSink, snapshot_of
@@ -122,8 +123,17 @@ def open_camera(cfg: CameraConfig) -> Any:
 class WebcamSink(ThreadedSink):
     """``start()`` launches the writer thread; ``put()`` offers a frame; ``aclose()`` stops."""
 
-    def __init__(self, cfg: CameraConfig) -> None:
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        background: BackgroundConfig | None = None,
+        matte: MatteSink | None = None,
+    ) -> None:
         self.cfg = cfg
+        # The avatar's background (video.background), keyed before scaling; keyed frames
+        # with their alpha also go to ``matte`` (the overlay page) while it is wanted.
+        self._background = Background(background or BackgroundConfig())
+        self._matte = matte
         self.slot: LatestSlot[VideoFrame] = LatestSlot()
         self.stats = CameraStats()
         self._converter = VideoConverter(
@@ -205,11 +215,14 @@ class WebcamSink(ThreadedSink):
                     time.sleep(early)
                     frame = self.slot.wait_newer(0) or frame
                 with self._showing_lock:  # snapshots must not see a half-converted frame
-                    output = self._converter.convert(frame)
+                    shown = self._background.apply(frame, matte=self._matte)
+                    output = self._converter.convert(shown)
                 stats.frames_in += 1
                 last_fresh = time.perf_counter()
                 showing: Showing = "avatar"
             elif now - last_fresh > self.cfg.slate_after:
+                if stats.showing != "slate" and self._matte is not None:
+                    self._matte.publish(None)  # no avatar: the overlay clears
                 output, showing = self._slate, "slate"
                 stats.slate_frames += 1
             else:

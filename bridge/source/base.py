@@ -12,7 +12,8 @@ one :class:`MediaHandlers` bundle::
 The handlers are called on the event loop, once per frame or packet: each must return at
 once (a sink's ``put``, a decode), never block or await.  A source that cannot go on (one of
 its consumers died) raises :class:`SourceFailed`; the session manager then ends the session
-and opens a new one.  Room loss is not a failure: a source rejoins on its own.
+and opens a new one.  Room loss is not a failure: a source rejoins on its own, unless the
+server closed the room (:class:`RoomClosed`: the provider ended the session).
 """
 
 from __future__ import annotations
@@ -59,3 +60,8 @@ class DataChannel(Protocol):
 
 class SourceFailed(Exception):
     """The source cannot go on: one of its consumers died (the cause is chained)."""
+
+
+class RoomClosed(SourceFailed):
+    """The server closed the avatar's room (LiveKit ``ROOM_DELETED``): the provider ended
+    the session, and rejoining would only open an empty room of the same name."""

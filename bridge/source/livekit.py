@@ -3,7 +3,8 @@
 Joins through the session's :class:`~bridge.source.room.RoomLink`, subscribes to the avatar
 participant's tracks and hands every frame on as a view (no copy in Python).  Streams are
 bounded (``capacity``): video keeps the newest frames, audio a short FIFO.  It survives track
-republish (a new consumer per subscription) and room loss (it rejoins with backoff).
+republish (a new consumer per subscription) and room loss (it rejoins with backoff), except
+when the server closed the room (:class:`~bridge.source.base.RoomClosed`: the session is over).
 
 Every track consumer runs in the task group of its stay in the room, so none outlives it and
 none dies unseen: a consumer that raises ends the stay and :meth:`LiveKitSource.run` raises
@@ -26,7 +27,7 @@ from livekit import rtc
 
 from bridge.backoff import Backoff, Retrying
 from bridge.media.frames import AudioChunk, VideoFrame
-from bridge.source.base import MediaHandlers, SourceFailed
+from bridge.source.base import MediaHandlers, RoomClosed, SourceFailed
 from bridge.source.room import RoomLink
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,10 @@ class LiveKitSource:
                     await asyncio.sleep(joining.failed())
                     continue
                 joining.succeeded()
+                if self.link.deleted:  # the provider ended the session: nothing to rejoin
+                    raise RoomClosed(
+                        f"the server closed the avatar's room ({self.stats.last_error})"
+                    )
                 self.stats.rejoins += 1
                 self.stats.state = "reconnecting"
                 log.warning("lost the avatar's room (%s); rejoining", self.stats.last_error)

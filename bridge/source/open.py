@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bridge.source.base import DataChannel, MediaHandlers, Source
 from bridge.source.livekit import LiveKitSource
 from bridge.source.local import LocalAvatar, LocalSource
-from bridge.source.room import RoomAddress, RoomLink
+from bridge.source.room import RoomAddress, RoomLink, RoomUplink
 
 # Where a session's avatar is: a LiveKit room, or this process (the demo).
 MediaAddress = RoomAddress | LocalAvatar
@@ -30,13 +30,16 @@ class SessionMedia:
 MediaOpener = Callable[[MediaAddress, MediaHandlers], SessionMedia]
 
 
-def open_media(address: MediaAddress, handlers: MediaHandlers) -> SessionMedia:
+def open_media(
+    address: MediaAddress, handlers: MediaHandlers, *, uplink: RoomUplink | None = None
+) -> SessionMedia:
     """The source for ``address``, handing what it receives to ``handlers``.
 
     For a room, one :class:`RoomLink` serves both the source (tracks) and the session's
-    commands (data); packets that arrive go to ``handlers.data``.
+    commands (data); packets that arrive go to ``handlers.data``; ``uplink`` (listen mode)
+    publishes the meeting's sound into it.
     """
     if isinstance(address, RoomAddress):
-        link = RoomLink(address, on_data=handlers.data)
+        link = RoomLink(address, on_data=handlers.data, uplink=uplink)
         return SessionMedia(LiveKitSource(link, handlers), link)
     return SessionMedia(LocalSource(address, handlers), None)

@@ -7,7 +7,9 @@ it to both of its users:
 * the media source (:class:`~bridge.source.livekit.LiveKitSource`) joins through it, rejoins
   when the room is lost, and consumes the avatar's tracks;
 * the provider session sends its commands through it (:meth:`RoomLink.publish`: LiveAvatar's
-  speak, interrupt and listening commands).
+  speak, interrupt and listening commands);
+* in listen mode the uplink (:class:`~bridge.source.uplink.Uplink`) publishes the meeting's
+  sound into the room once joined (``uplink.attach``), and forgets it on leaving.
 
 Data packets that arrive in the room go to ``on_data`` (the manager, which has the session
 decode them into the bridge's events).
@@ -19,11 +21,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from livekit import rtc
 from livekit.rtc.participant import PublishDataError
 
+from bridge.cleanup import finish_despite_cancel
 from bridge.source import livekit_join
 from bridge.source.base import DataHandler
 
@@ -42,6 +45,14 @@ class RoomAddress:
     avatar_identity: str = AVATAR_IDENTITY
 
 
+class RoomUplink(Protocol):
+    """What publishes the user's side into every room joined (:class:`Uplink`)."""
+
+    async def attach(self, room: rtc.Room) -> None: ...
+
+    async def detach(self, room: rtc.Room) -> None: ...
+
+
 class RoomLink:
     """The bridge's place in one session's room: joining, leaving, and data both ways.
 
@@ -54,12 +65,16 @@ class RoomLink:
     :mod:`bridge.source.livekit_join`).
     """
 
-    def __init__(self, address: RoomAddress, *, on_data: DataHandler) -> None:
+    def __init__(
+        self, address: RoomAddress, *, on_data: DataHandler, uplink: RoomUplink | None = None
+    ) -> None:
         self.address = address
         self._on_data = on_data
+        self._uplink = uplink
         self._room: rtc.Room | None = None
         self._lost = asyncio.Event()
         self._lost_reason = ""
+        self.deleted = False  # the last stay ended because the server closed the room
         self.data_packets = 0
 
     @property
@@ -77,11 +92,14 @@ class RoomLink:
         """
         room = rtc.Room()
         self._lost.clear()
+        self.deleted = False
         room.on("data_received", self._received)
         room.on("disconnected", self._disconnected)
         watch(room)
         self._room = room
         await livekit_join.connect(room, self.address.url, self.address.token, name="room-join")
+        if self._uplink is not None:  # a publish is not cut in half either
+            await finish_despite_cancel(self._uplink.attach(room), name="uplink-attach")
 
     async def lost(self) -> str:
         """Wait until the room is lost (disconnected by the server or the network); the reason."""
@@ -92,6 +110,8 @@ class RoomLink:
         """Leave the room (a room already gone is fine); a cancel waits until it is left."""
         room, self._room = self._room, None
         if room is not None:
+            if self._uplink is not None:
+                await finish_despite_cancel(self._uplink.detach(room), name="uplink-detach")
             with contextlib.suppress(rtc.ConnectError):  # already gone is fine
                 await livekit_join.disconnect(room, name="room-leave")
 
@@ -111,4 +131,5 @@ class RoomLink:
 
     def _disconnected(self, reason: Any) -> None:
         self._lost_reason = f"room disconnected ({reason})"
+        self.deleted = reason == rtc.DisconnectReason.ROOM_DELETED
         self._lost.set()

@@ -58,6 +58,8 @@ TEETH: RGB = (252, 250, 246)
 BAND: RGB = (16, 22, 34)
 ACCENT: RGB = (242, 178, 92)
 TEXT: RGB = (246, 246, 246)
+# background "green": a studio green screen (the usual chroma-key green).
+GREEN_SCREEN: RGB = (0, 177, 64)
 
 
 def _even(v: float) -> int:
@@ -136,10 +138,14 @@ class FaceRenderer:
     Not thread-safe; one renderer per video stream.
     """
 
-    def __init__(self, width: int, height: int, *, test_patch: bool = True) -> None:
+    def __init__(
+        self, width: int, height: int, *, test_patch: bool = True, green: bool = False
+    ) -> None:
         # test_patch: draw the known colour patch tests measure (the simulators do; the
-        # user-facing demo does not).
+        # user-facing demo does not).  green: on a solid green screen, with no caption band
+        # (as LiveAvatar's green-background avatars), for keying.
         self.test_patch = test_patch
+        self.green = green
         if width % 2 or height % 2 or width < 64 or height < 64:
             raise ValueError(f"FaceRenderer needs even dimensions >= 64, got {width}x{height}")
         self.width, self.height = width, height
@@ -241,6 +247,8 @@ class FaceRenderer:
 
     def _background(self) -> Image.Image:
         w, h = self.width, self.height
+        if self.green:
+            return Image.new("RGBA", (w, h), (*GREEN_SCREEN, 255))
         # Smooth, so it is computed at a quarter of the size and scaled up.
         sw, sh = max(2, w // 4), max(2, h // 4)
         ys = np.linspace(0.0, 1.0, sh, dtype=np.float32)[:, None, None]

@@ -131,14 +131,16 @@ class Performer:
         synth: Callable[[str], Utterance] | None = None,
         sync_marks: bool = False,
         test_marks: bool = True,
+        green: bool = False,
     ) -> None:
-        """``test_marks``: draw the frame stamp and colour patch (off for the user's demo)."""
+        """``test_marks``: draw the frame stamp and colour patch (off for the user's demo);
+        ``green``: the face on a green screen."""
         if not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be positive, got {fps}")
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         self.width, self.height, self.fps, self.sample_rate = width, height, fps, sample_rate
-        self._face = FaceRenderer(width, height, test_patch=test_marks)
+        self._face = FaceRenderer(width, height, test_patch=test_marks, green=green)
         self._test_marks = test_marks
         self._synth: Callable[[str], Utterance] = synth or functools.partial(
             speech.synthesize, rate=voice_rate, language=language, sample_rate=sample_rate

@@ -22,6 +22,7 @@ from bridge.devices import portaudio as mic_portaudio
 from bridge.devices.pactl import (
     PACTL_FIX,
     Pactl,
+    VirtualDevices,
     clean_text,
     null_sink_args,
     remap_source_args,
@@ -51,7 +52,7 @@ def mic_config(**overrides: Any) -> MicrophoneConfig:
     return MicrophoneConfig(**values)
 
 
-def ours(server: PrivatePulse, cfg: MicrophoneConfig) -> list[tuple[int, str]]:
+def ours(server: PrivatePulse, cfg: VirtualDevices) -> list[tuple[int, str]]:
     return [
         (index, name)
         for index, name, args in server.modules()

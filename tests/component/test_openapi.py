@@ -12,15 +12,26 @@ from typing import Any
 import pytest
 
 from bridge.app import Bridge
-from bridge.config import Secrets, Settings, parse
+from bridge.config import ListenConfig, Secrets, Settings, parse
 from bridge.control import openapi, panel
+from bridge.control.listen import Listening
+from bridge.control.overlay import Overlay
 from bridge.control.preview import Preview
 from bridge.control.queue import SpeechQueue
 from bridge.control.ws import EventHub
+from bridge.errors import NotLive
 from bridge.eventbus import EventBus
+from bridge.source.uplink import Uplink
 from tests.kit.control_api import JPEG, MAX_ITEM, TOKEN, Api
 
 Doc = dict[str, Any]
+
+
+class NoSession:
+    """The session manager with no live avatar (listen mode's provider side)."""
+
+    async def listen(self, on: bool, *, push_to_talk: bool) -> bool:
+        raise NotLive("the avatar is not live")
 
 
 @pytest.fixture
@@ -34,10 +45,13 @@ async def full() -> AsyncIterator[Api]:
     queue = SpeechQueue(bus=bus, max_item=MAX_ITEM, limit=3)
     hub = EventHub(bus=bus, queue=queue, token=None)
     preview = Preview(snapshot_jpeg)
-    served = await Api.serve(
-        bus=bus, queue=queue, routes=[*hub.routes(), *panel.routes(), *preview.routes()]
-    )
+    ptt = ListenConfig(mode="push-to-talk")
+    listening = Listening(ptt, gate=Uplink(ptt), ears=NoSession(), bus=bus)
+    overlay = Overlay(None)
+    routes = [*hub.routes(), *panel.routes(), *preview.routes(), *listening.routes()]
+    served = await Api.serve(bus=bus, queue=queue, routes=[*routes, *overlay.routes()])
     yield served
+    await overlay.close()
     await hub.close()
     await preview.close()
     await served.close()
@@ -185,6 +199,12 @@ EXAMPLES: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("GET", "/static/panel.js", "/static/{name}", {}, 200),
     ("GET", "/static/nope.js", "/static/{name}", {}, 404),
     ("GET", "/v1/preview.mjpg?fps=zero", "/v1/preview.mjpg", {}, 400),
+    ("GET", "/overlay", "/overlay", {}, 200),
+    ("GET", "/v1/listen", "/v1/listen", {}, 200),
+    ("POST", "/v1/listen/start", "/v1/listen/start", {}, 200),
+    ("GET", "/v1/listen/start", "/v1/listen/start", {"headers": FOREIGN_PLAIN}, 403),
+    ("POST", "/v1/listen/stop", "/v1/listen/stop", {}, 200),
+    ("GET", "/v1/listen/stop", "/v1/listen/stop", {}, 200),
     ("GET", "/v1/status", "/v1/status", {"headers": {"Host": "evil.example"}}, 403),
 ]
 
@@ -205,7 +225,8 @@ async def test_every_answer_is_documented_and_matches_its_schema(full: Api) -> N
             if media == "application/json":
                 check(answer["content"][media]["schema"], await response.json(), doc)
         covered.add((method, path))
-    assert covered | {("GET", "/v1/ws"), ("GET", "/v1/preview.mjpg")} >= documented(doc)
+    websockets = {("GET", "/v1/ws"), ("GET", "/v1/overlay.ws"), ("GET", "/v1/preview.mjpg")}
+    assert covered | websockets >= documented(doc)
 
 
 async def test_the_websocket_and_the_preview_answer_as_documented(full: Api) -> None:

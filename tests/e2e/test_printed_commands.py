@@ -108,6 +108,11 @@ NOT_HERE = {
     "./scripts/run": "installs into .venv on first use, then execs `heygen-bridge run` (run here)",
     "./scripts/test": "the test suite itself",
     "export LIVEAVATAR_API_KEY=...": "a key of yours",
+    "twitch token -u -s 'user:read:chat user:write:chat channel:read:redemptions'": (
+        "Twitch's own CLI and a Twitch account"
+    ),
+    "TWITCH_TOKEN=the-user-access-token": "a line of the env file, with a token of yours",
+    "TWITCH_CLIENT_ID=the-application-client-id": "a line of the env file",
 }
 NOT_HERE_SECTIONS = {
     "Virtual camera (v4l2loopback)": "root and a kernel module",

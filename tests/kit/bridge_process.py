@@ -139,6 +139,33 @@ async def bridge_process(
     ``os.environ`` + ``env``, ``$XDG_STATE_HOME`` in ``folder`` unless ``env`` sets it),
     yielded once its avatar is live; stopped with SIGTERM on exit
     (which must end it cleanly, exit code 0), unless the test crashed it."""
+    async with bridge_started(raw, env, folder, program=program, run=run) as bridge:
+        await bridge.wait(
+            lambda s: s["session"]["state"] == "live", within=live_within, what="avatar live"
+        )
+        yield bridge
+
+
+@dataclass(frozen=True)
+class BridgeLaunch:
+    """How :func:`bridge_process` starts the daemon: its command line, its environment (the
+    recording camera's folder in ``$HB_RECORD_DIR``) and its log."""
+
+    argv: list[str]
+    env: dict[str, str]
+    record_dir: Path
+    log_path: Path
+
+
+def bridge_launch(
+    raw: dict[str, Any],
+    env: dict[str, str],
+    folder: Path,
+    *,
+    program: tuple[str, ...] = RECORDING_BRIDGE,
+    run: tuple[str, ...] = ("run",),
+) -> BridgeLaunch:
+    """Write the daemon's config into ``folder``; how to start it (see :func:`bridge_process`)."""
     config = {**raw, "control": {**raw.get("control", {}), "port": 0}}
     # Its own state directory (orphan records, the speech queue's file), unless the test
     # shares one between runs on purpose (a restart).
@@ -147,18 +174,28 @@ async def bridge_process(
     config_path.write_text(yaml.safe_dump(config))
     record_dir = folder / "recordings"
     record_dir.mkdir(exist_ok=True)
-    argv = [sys.executable, *program, "--config", str(config_path), *run]
-    async with launched(
-        "the bridge",
-        argv,
-        log_path=folder / "bridge.log",
+    return BridgeLaunch(
+        argv=[sys.executable, *program, "--config", str(config_path), *run],
         env={**os.environ, **env, "HB_RECORD_DIR": str(record_dir)},
-    ) as child:
-        bridge = BridgeProcess(child, record_dir)
-        await bridge.wait(
-            lambda s: s["session"]["state"] == "live", within=live_within, what="avatar live"
-        )
-        yield bridge
+        record_dir=record_dir,
+        log_path=folder / "bridge.log",
+    )
+
+
+@asynccontextmanager
+async def bridge_started(
+    raw: dict[str, Any],
+    env: dict[str, str],
+    folder: Path,
+    *,
+    program: tuple[str, ...] = RECORDING_BRIDGE,
+    run: tuple[str, ...] = ("run",),
+) -> AsyncIterator[BridgeProcess]:
+    """:func:`bridge_process` yielding as soon as the control API answers (READY), before
+    the avatar is live: for a test that acts while the session is still opening."""
+    how = bridge_launch(raw, env, folder, program=program, run=run)
+    async with launched("the bridge", how.argv, log_path=how.log_path, env=how.env) as child:
+        yield BridgeProcess(child, how.record_dir)
 
 
 def is_live(bridge: Bridge) -> bool:

@@ -6,6 +6,9 @@ the test patch.  In a bridge running as its own process (tests/kit/bridge_child.
 them, one JSON line per frame, to ``$HB_RECORD_DIR/NAME.jsonl``; :func:`read_recording` reads
 them back.  Write times are ``time.perf_counter()``, which is CLOCK_MONOTONIC here: the same
 clock in every process.
+
+A hung camera on demand: while the file ``$HB_RECORD_DIR/NAME.hang`` exists, ``send()`` blocks
+(as a driver stuck in a write does); removing it releases the writer.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Recording:
 
 RECORDINGS: dict[str, Recording] = {}
 YUYV = encode_fourcc(pyvirtualcam.PixelFormat.YUYV.value)
+HANG_POLL_S = 0.02  # how often a hung send() looks whether it is released
 
 
 class RecordingBackend:
@@ -61,7 +65,9 @@ class RecordingBackend:
         RECORDINGS[device] = self.recording
         folder = os.environ.get("HB_RECORD_DIR")
         self._file: IO[str] | None = None
+        self._hang: Path | None = None
         if folder:
+            self._hang = Path(folder) / f"{device}.hang"
             self._file = (Path(folder) / f"{device}.jsonl").open("w", buffering=1)
             self._file.write(
                 json.dumps({"width": width, "height": height, "fourcc": fourcc}) + "\n"
@@ -69,6 +75,8 @@ class RecordingBackend:
         self._patch_box = marker.test_patch_box(width, height)
 
     def send(self, frame: U8) -> None:
+        while self._hang is not None and self._hang.exists():
+            time.sleep(HANG_POLL_S)
         at = time.perf_counter()
         w, h = self.recording.width, self.recording.height
         if self.recording.fourcc == YUYV:

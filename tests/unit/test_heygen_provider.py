@@ -12,7 +12,8 @@ from bridge.config import AvatarConfig, Secret
 from bridge.providers.events import AvatarEvent
 from bridge.providers.heygen.client import HeyGenClient
 from bridge.providers.heygen.own_room import OwnRoom
-from bridge.providers.heygen.provider import HeyGenProvider, decode_event
+from bridge.providers.heygen.provider import HeyGenProvider, HeyGenSession, decode_event
+from bridge.source.room import RoomAddress
 
 
 def packet(kind: str, **fields: Any) -> bytes:
@@ -36,13 +37,30 @@ def test_decode_maps_every_speech_event() -> None:
     assert decode_event(packet("user_talking_message", message="hello avatar")) == [
         AvatarEvent("user_text", text="hello avatar")
     ]
+    assert decode_event(packet("user_end_message")) == [AvatarEvent("user_ended")]
+
+
+def test_a_session_hears_one_utterance_whole() -> None:
+    """The user's transcript comes in chunks; the session makes one ``user_text`` of them at
+    their end, as LiveAvatar's ``user.transcription`` is one."""
+    session = HeyGenSession(
+        client=HeyGenClient(base_url="http://127.0.0.1:9", credential=Secret("unused")),
+        session_id="s1",
+        media=RoomAddress(url="ws://127.0.0.1:9", token="t"),
+        keep_alive_every=60.0,
+    )
+    assert session.decode(packet("user_talking_message", message="What time "), None) == []
+    assert session.decode(packet("user_talking_message", message="is it?"), None) == []
+    assert session.decode(packet("user_end_message"), None) == [
+        AvatarEvent("user_text", text="What time is it?")
+    ]
+    assert session.decode(packet("user_end_message"), None) == []  # nothing heard since
 
 
 @pytest.mark.parametrize(
     "payload",
     [
         packet("avatar_end_message", task_id="t1"),  # the transcript went out word by word
-        packet("user_end_message"),
         packet("user_start"),
         packet("something_new", task_id="t1"),
         packet("avatar_talking_message", task_id="t1"),  # no message

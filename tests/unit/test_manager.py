@@ -378,6 +378,26 @@ async def test_provider_ending_the_session_renews_it(harness: Harness) -> None:
 
 
 @pytest.mark.parametrize("harness", [{"keep_alive_every": 60.0}], indirect=True)
+@pytest.mark.parametrize(("code", "fix"), [("NO_CREDITS", "credits"), ("AVATAR_DELETED", "avatar")])
+async def test_a_session_ended_for_no_credits_is_not_replaced_until_fixed(
+    harness: Harness, code: str, fix: str
+) -> None:
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    harness.manager.on_event(AvatarEvent("session_stopped", text=code))
+    await eventually(lambda: harness.events("session.failed"))
+    await harness.clock.advance(3600)  # an hour later: still no second session
+    await asyncio.sleep(0.05)
+    assert len(harness.provider.sessions) == 1 and harness.provider.sessions[0].stopped
+    status = harness.manager.snapshot()
+    assert status["state"] == "failed" and status["next_try_in_s"] is None
+    assert fix in status["fix"] and code in status["last_error"]
+    assert harness.events("session.retry") == []
+    harness.manager.try_again()  # credits added, the config reloaded
+    await eventually(lambda: harness.manager.state == SessionState.LIVE)
+    assert len(harness.provider.sessions) == 2 and harness.manager.snapshot()["fix"] is None
+
+
+@pytest.mark.parametrize("harness", [{"keep_alive_every": 60.0}], indirect=True)
 async def test_a_gone_session_found_by_keep_alive_is_renewed(harness: Harness) -> None:
     await eventually(lambda: harness.manager.state == SessionState.LIVE)
     harness.provider.sessions[0].gone = True

@@ -229,3 +229,51 @@ async def test_a_next_session_without_a_picture_by_the_limit_is_stopped(
     assert fallback["mode"].startswith("break-before-make") and "no picture" in fallback["mode"]
     assert not old.stopped and renewal.manager.snapshot()["session_id"] == "s1"
     assert renewal.sources[1].cancelled and renewal.events("session.renewed") == []
+
+
+async def test_the_old_session_ending_before_the_next_ones_first_frame_hands_over_to_it(
+    renewal: RenewalHarness,
+) -> None:
+    await renewal.renewal_opens()  # the next session is open, its first frame not yet here
+    old, new = renewal.provider.sessions
+    renewal.manager.on_event(AvatarEvent("session_stopped", text="MAX_DURATION_REACHED"))
+    await eventually(lambda: old.stopped)
+    assert renewal.manager.snapshot()["session_id"] == "s2"  # no third session: it goes on
+    assert not new.stopped and len(renewal.provider.sessions) == 2
+    renewal.sources[1].frame()
+    assert renewal.camera[-1] == 2  # the next session's picture reaches the camera
+    await eventually(lambda: renewal.manager.state == SessionState.LIVE)
+    assert renewal.states()[-3:] == ["ended", "connecting", "live"]
+
+
+async def test_an_utterance_longer_than_the_wait_does_not_hold_the_switch_forever(
+    renewal: RenewalHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bridge.control.queue.END_GRACE_S", 3600.0)  # no timeout ends it
+    first_session = renewal.provider.sessions[0]
+    renewal.queue.submit("a very long speech that never ends", source="test")
+    await eventually(lambda: first_session.spoken)
+    await renewal.renewal_opens()
+    renewal.sources[1].frame()
+    await asyncio.sleep(0.05)
+    assert renewal.events("session.renewed") == []  # the utterance holds the switch...
+    await renewal.clock.advance(20)  # ...at most UTTERANCE_WAIT_S
+    await eventually(lambda: renewal.events("session.renewed"))
+    renewal.sources[1].frame()
+    assert renewal.camera[-1] == 2
+    await eventually(lambda: first_session.stopped)
+
+
+async def test_an_utterance_on_an_old_session_whose_avatar_left_does_not_hold_the_switch(
+    renewal: RenewalHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bridge.control.queue.END_GRACE_S", 3600.0)  # no timeout ends it
+    first_session = renewal.provider.sessions[0]
+    renewal.queue.submit("said while the avatar leaves", source="test")
+    await eventually(lambda: first_session.spoken)
+    await renewal.renewal_opens()
+    renewal.sources[0].handlers.presence(False)  # the old avatar left its room
+    renewal.sources[1].frame()
+    await eventually(lambda: renewal.events("session.renewed"))  # no 20 s wait
+    renewal.sources[1].frame()
+    assert renewal.camera[-1] == 2

@@ -8,6 +8,7 @@
 
 import { TOKEN, api, withToken } from "./api.js";
 import * as queue from "./queue.js";
+import * as transcript from "./transcript.js";
 import { $, el, logEvent, logLine, notice, say, setChip, showStatus } from "./view.js";
 
 const PREVIEW_FPS = 5;
@@ -75,6 +76,10 @@ function onEvent(event) {
     if (event.state !== "live") $("seconds-left").textContent = "";
   } else if (topic === "camera.state" || topic === "microphone.state") {
     setChip(topic.split(".")[0], event.state);
+  } else if (topic === "transcript") {
+    transcript.add(event);
+  } else if (topic === "listen.state") {
+    transcript.show(event);
   }
   logEvent(event);
 }
@@ -87,7 +92,9 @@ async function refresh() {
 
 async function loadStatus() {
   try {
-    showStatus(await api("GET", "/v1/status"));
+    const status = await api("GET", "/v1/status");
+    showStatus(status);
+    transcript.show(status && status.listen);
   } catch (error) {
     if (error.status === 401) notice(`The bridge refused the panel: ${error.message}`);
   }
@@ -173,6 +180,7 @@ function wireActions() {
     const cleared = (await api("POST", "/v1/queue/clear")).cleared || [];
     say(cleared.length ? `Cleared ${cleared.length} waiting.` : "Nothing was waiting.", "ok");
   }));
+  transcript.wire(api, act);
   queue.whenRemoved((item) => act(async () => {
     await api("DELETE", `/v1/queue/${encodeURIComponent(item.id)}`);
   }));

@@ -1,7 +1,8 @@
 """Your own LiveKit room for the avatar (HeyGen ``livekit_settings``, reference §1.3).
 
 The bridge mints two tokens with your LiveKit key/secret: one the avatar joins with (it
-publishes), and one the bridge joins with (it subscribes and may send data).
+publishes), and one the bridge joins with (it subscribes, sends data, and in listen mode
+publishes the meeting's sound).
 """
 
 from __future__ import annotations
@@ -46,4 +47,4 @@ class OwnRoom:
         return self._token(AVATAR_IDENTITY, publish=True)
 
     def bridge_token(self) -> str:
-        return self._token(BRIDGE_IDENTITY, publish=False)
+        return self._token(BRIDGE_IDENTITY, publish=True)

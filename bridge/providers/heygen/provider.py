@@ -159,6 +159,7 @@ class HeyGenSession:
         self.media: RoomAddress = media
         self.keep_alive_every: float | None = keep_alive_every
         self.duration_limit = duration_limit
+        self._heard: list[str] = []  # the user's transcript chunks, until their end
 
     async def speak(self, text: str, mode: SpeakMode, room: DataChannel | None) -> str:
         """``streaming.task`` (REST; nothing goes through the room)."""
@@ -180,6 +181,14 @@ class HeyGenSession:
     async def interrupt(self, room: DataChannel | None) -> None:
         await self._client.interrupt(self.session_id)
 
+    async def listen(self, on: bool, push_to_talk: bool, room: DataChannel | None) -> None:
+        """The listening state (REST); the user's audio itself is the room's microphone track
+        (voice chat), gated by the bridge in push-to-talk."""
+        if on:
+            await self._client.start_listening(self.session_id)
+        else:
+            await self._client.stop_listening(self.session_id)
+
     async def keep_alive(self) -> None:
         await self._client.keep_alive(self.session_id)
 
@@ -188,11 +197,25 @@ class HeyGenSession:
             await self._client.stop(self.session_id)
 
     def decode(self, payload: bytes, topic: str | None) -> list[AvatarEvent]:
-        return decode_event(payload)
+        """Data packets → events; the user's transcript chunks are joined into one
+        ``user_text`` per utterance, at its ``user_end_message``."""
+        events = []
+        for event in decode_event(payload):
+            if event.kind == "user_text":
+                self._heard.append(event.text)
+            elif event.kind == "user_ended":
+                heard, self._heard = "".join(self._heard).strip(), []
+                if heard:
+                    events.append(AvatarEvent("user_text", text=heard))
+            else:
+                events.append(event)
+        return events
 
 
 def decode_event(payload: bytes) -> list[AvatarEvent]:
-    """HeyGen data packets (reference §3.1) → bridge events; anything else → nothing."""
+    """HeyGen data packets (reference §3.1) → bridge events; anything else → nothing.
+    ``user_talking_message`` is one chunk of the user's transcript (``user_text``), and
+    ``user_end_message`` ends it (``user_ended``)."""
     try:
         message = json.loads(payload)
     except ValueError:
@@ -213,4 +236,6 @@ def decode_event(payload: bytes) -> list[AvatarEvent]:
         return [AvatarEvent("speak_ended", task, duration_ms=ms)]
     if kind == "user_talking_message" and isinstance(text, str):
         return [AvatarEvent("user_text", text=text)]
+    if kind == "user_end_message":
+        return [AvatarEvent("user_ended")]
     return []

@@ -60,9 +60,14 @@ class LiveAvatarProvider:
     name = PROVIDER
     max_text = MAX_TEXT
 
-    def __init__(self, *, client: LiveAvatarClient, avatar: AvatarConfig) -> None:
+    def __init__(
+        self, *, client: LiveAvatarClient, avatar: AvatarConfig, push_to_talk: bool = False
+    ) -> None:
+        """``push_to_talk``: sessions hear the user only inside push-to-talk windows
+        (``listen.mode: push-to-talk``); otherwise whenever the user's audio arrives."""
         self._client = client
         self._avatar = avatar
+        self._push_to_talk = push_to_talk
         self.account: str | None = f"{self.name} {client.base_url}"
         if avatar.knowledge_base or avatar.knowledge_base_id:
             log.warning(
@@ -139,6 +144,7 @@ class LiveAvatarProvider:
             video_settings=VideoSettings(quality=a.quality, encoding=a.video_encoding),
             is_sandbox=a.sandbox,
             max_session_duration=a.max_session_duration,
+            interactivity_type="PUSH_TO_TALK" if self._push_to_talk else None,
         )
 
     async def open_session(self, recorder: SessionRecorder = NO_RECORD) -> LiveAvatarSession:
@@ -214,6 +220,15 @@ class LiveAvatarSession:
 
     async def stop_listening(self, room: DataChannel | None) -> None:
         await self._send(room, "avatar.stop_listening", str(uuid.uuid4()))
+
+    async def listen(self, on: bool, push_to_talk: bool, room: DataChannel | None) -> None:
+        """Push-to-talk: open or close the capture window (audio outside it is ignored);
+        conversational: the listening state, and back."""
+        if push_to_talk:
+            kind = "user.start_push_to_talk" if on else "user.stop_push_to_talk"
+        else:
+            kind = "avatar.start_listening" if on else "avatar.stop_listening"
+        await self._send(room, kind, str(uuid.uuid4()))
 
     async def _send(
         self, room: DataChannel | None, event_type: str, event_id: str, **fields: str

@@ -6,13 +6,15 @@ the session it created).
 
 Session states: new → connecting (start) → connected (avatar joined) → closed (stop, idle
 timeout, duration limit).  Limits: concurrent sessions per key (10007), ``activity_idle_timeout``
-(reset by task, keep_alive, interrupt, listening), ``session_duration_limit`` from start.
+(reset by task, keep_alive, interrupt, listening, voice input), ``session_duration_limit`` from
+start.  Voice chat (a user audio track in the room: the avatar answers) is in heygen/voice.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import secrets
 import time
 import uuid
@@ -23,7 +25,7 @@ from typing import Any, ClassVar, Literal, Unpack
 from aiohttp import web
 
 from bridge.sim.clock import sleep_until_or
-from bridge.sim.heygen import bodies
+from bridge.sim.heygen import bodies, voice
 from bridge.sim.heygen.bodies import json_body
 from bridge.sim.heygen.wire import (
     AVATAR_NOT_FOUND,
@@ -41,12 +43,13 @@ from bridge.sim.heygen.wire import (
     ok,
     unauthorized,
 )
-from bridge.sim.media import Hooks, JoinFailed, RoomSpec
+from bridge.sim.media import AvatarLink, Heard, Hooks, JoinFailed, RoomSpec
 from bridge.sim.service import Backdrop, FakeService, SimSession
 from bridge.synthetic.reply import chat_reply
 
 SessionState = Literal["new", "connecting", "connected", "closed"]
 ACTIVE: tuple[SessionState, ...] = ("new", "connecting", "connected")
+VOICE_INBOX = 64  # utterances heard and not yet answered, per session
 
 
 @dataclass
@@ -74,6 +77,11 @@ class HeyGenSession(SimSession):
     ice_candidates: list[dict[str, Any]] = field(default_factory=list)
     # Set when speech is cut short (interrupt, close): sync tasks stop waiting.
     speech_cut: asyncio.Event = field(default_factory=asyncio.Event)
+    # Voice chat (heygen/voice.py): push-to-talk once the client asked for it, its window,
+    # and the utterances heard, waiting for their answer.
+    push_to_talk: bool = False
+    talk_window: bool = False
+    heard: asyncio.Queue[Heard] = field(default_factory=lambda: asyncio.Queue(maxsize=VOICE_INBOX))
 
 
 class HeyGenSim(FakeService[HeyGenSession]):
@@ -156,7 +164,15 @@ class HeyGenSim(FakeService[HeyGenSession]):
         )
 
     def hooks(self, session: HeyGenSession) -> Hooks:
-        return Hooks(dialect=HeyGenDialect())
+        return Hooks(
+            dialect=HeyGenDialect(),
+            on_data=functools.partial(voice.take, session),
+            on_heard=functools.partial(voice.hear, session, self.now),
+            gate=functools.partial(voice.gate, session),
+        )
+
+    def joined(self, session: HeyGenSession, link: AvatarLink) -> None:
+        session.worker = self.spawn(session, "voice", voice.converse(session, self.now))
 
     def join_failed(self, session: HeyGenSession, error: JoinFailed) -> str:
         return f"avatar failed to join: {error}"

@@ -139,6 +139,8 @@ class LiveAvatarSim(FakeService[LiveAvatarSession]):
             dialect=session.dialect,
             on_data=functools.partial(room.take, session, self.now),
             on_lost=functools.partial(_lost, session),
+            on_heard=functools.partial(room.hear, session, self.now),
+            gate=functools.partial(room.gate, session),
         )
 
     def join_failed(self, session: LiveAvatarSession, error: JoinFailed) -> str:

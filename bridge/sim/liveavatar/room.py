@@ -4,6 +4,13 @@ Commands arrive on topic ``agent-control``: ``avatar.speak_text``, ``avatar.spea
 (answered with a canned reply), ``avatar.interrupt``, listening and push-to-talk; anything else
 is ignored.  Events go out on ``agent-response`` as ``{event_id, event_type, session_id,
 source_event_id, ...}``, where ``source_event_id`` is the command that caused the event.
+
+The avatar also hears the other participants' audio (:mod:`bridge.sim.listening`): always in a
+CONVERSATIONAL session, inside the talk window in a PUSH_TO_TALK one.  An utterance is answered
+as a voice turn (reference §3.2): ``user.speak_started``, ``user.speak_ended``,
+``user.transcription {text}`` (a canned "(heard 1.5 s of speech)": no speech recognition),
+then, when the persona has a context (without one the avatar runs in restricted mode and does
+not answer), ``avatar.transcription {text}`` and the reply spoken like a ``speak_response``.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.sim.liveavatar.session import LiveAvatarSession
-from bridge.sim.media import AvatarLink, Packets
+from bridge.sim.media import AvatarLink, Heard, Packets
 from bridge.synthetic.performer import SpeechEvent
 from bridge.synthetic.reply import chat_reply
 
@@ -81,6 +88,22 @@ def take(session: LiveAvatarSession, now: Now, payload: bytes, topic: str | None
     session.inbox.put_nowait(message)
 
 
+def hear(session: LiveAvatarSession, now: Now, heard: Heard) -> None:
+    """The avatar's ears heard speech begin or end: queued behind the commands before it."""
+    if session.state != "connected":
+        return
+    session.last_activity = now()
+    if session.inbox.full():
+        log.warning("sim liveavatar %s: command inbox full", session.session_id[:8])
+        return
+    session.inbox.put_nowait(heard)
+
+
+def gate(session: LiveAvatarSession) -> bool:
+    """Whether the avatar listens now (audio outside a push-to-talk window is ignored)."""
+    return session.interactivity != "PUSH_TO_TALK" or session.talk_window
+
+
 async def work(session: LiveAvatarSession, now: Now) -> None:
     """Carry out the commands in order (the avatar speaks one thing after another)."""
     while True:
@@ -88,7 +111,10 @@ async def work(session: LiveAvatarSession, now: Now) -> None:
         link = session.link
         if link is None:
             return
-        await _command(session, link, message, now)
+        if isinstance(message, Heard):
+            await _voice_turn(session, link, message, now)
+        else:
+            await _command(session, link, message, now)
 
 
 async def _command(
@@ -102,12 +128,7 @@ async def _command(
     if kind == "avatar.speak_text" and spoken is not None:
         await _say(session, link, spoken, event_id or str(uuid.uuid4()), now)
     elif kind == "avatar.speak_response" and spoken is not None:
-        task_id = event_id or str(uuid.uuid4())
-        reply = chat_reply(spoken)  # the "LLM" answers at once
-        session.dialect.announce(task_id)
-        packet = session.dialect.event("avatar.transcription", task_id, text=reply)
-        await link.publish(packet, EVENT_TOPIC)
-        await _say(session, link, reply, task_id, now)
+        await _respond(session, link, spoken, event_id or str(uuid.uuid4()), now)
     elif kind == "avatar.interrupt":
         link.interrupt()
         session.speaking_until = 0.0
@@ -116,11 +137,37 @@ async def _command(
     elif kind in ("user.start_push_to_talk", "user.stop_push_to_talk"):
         start = kind == "user.start_push_to_talk"
         if session.interactivity == "PUSH_TO_TALK":
+            session.talk_window = start
             answer = "user.push_to_talk_started" if start else "user.push_to_talk_stopped"
         else:
             answer = "user.push_to_talk_start_failed" if start else "user.push_to_talk_stop_failed"
         await link.publish(session.dialect.event(answer, event_id), EVENT_TOPIC)
     # Anything else (session.stop, undeclared commands) is ignored, as far as we know.
+
+
+async def _voice_turn(session: LiveAvatarSession, link: AvatarLink, heard: Heard, now: Now) -> None:
+    if heard.kind == "started":
+        await link.publish(session.dialect.event("user.speak_started", None), EVENT_TOPIC)
+        return
+    heard_text = f"(heard {heard.seconds:.1f} s of speech)"
+    for packet in (
+        session.dialect.event("user.speak_ended", None),
+        session.dialect.event("user.transcription", None, text=heard_text),
+    ):
+        await link.publish(packet, EVENT_TOPIC)
+    if session.persona.get("context_id") is not None:
+        await _respond(session, link, heard_text, str(uuid.uuid4()), now)
+
+
+async def _respond(
+    session: LiveAvatarSession, link: AvatarLink, text: str, task_id: str, now: Now
+) -> None:
+    """The "LLM" answers at once: its text first, then the avatar speaks it."""
+    reply = chat_reply(text)
+    session.dialect.announce(task_id)
+    packet = session.dialect.event("avatar.transcription", task_id, text=reply)
+    await link.publish(packet, EVENT_TOPIC)
+    await _say(session, link, reply, task_id, now)
 
 
 async def _say(

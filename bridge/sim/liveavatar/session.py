@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bridge.sim.liveavatar.schemas import Quality
+from bridge.sim.media import Heard
 from bridge.sim.service import SimSession
 
 if TYPE_CHECKING:
@@ -55,9 +56,11 @@ class LiveAvatarSession(SimSession):
     updated: float = 0.0  # wall-clock seconds, as ``created``
     ended: float | None = None
     end_reason: str | None = None
-    listening: bool = False
+    listening: bool = False  # the pose (avatar.start_listening / stop_listening)
+    talk_window: bool = False  # PUSH_TO_TALK: between user.start_ and user.stop_push_to_talk
     lost: bool = False  # the room dropped the avatar: watch() ends the session
-    inbox: asyncio.Queue[dict[str, Any]] = field(
+    # Commands from the room and what the avatar heard, in the order they came.
+    inbox: asyncio.Queue[dict[str, Any] | Heard] = field(
         default_factory=lambda: asyncio.Queue(maxsize=INBOX_SIZE)
     )
     # The last commands received, for tests and rehearsals.
