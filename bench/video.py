@@ -12,6 +12,8 @@ simulate``) publishing its 720p30 avatar, and, one after the other, each in its 
 and alone with the avatar:
   * baseline: a bare LiveKit subscriber that consumes the avatar's VideoStream (and its audio,
     as the bridge does) and converts every frame to RGB and copies it;
+  * discard:  the SDK's floor: the avatar's video and audio streams consumed with the
+    bridge's own stream settings, every frame dropped (the bridge is held to 1.2x of it);
   * bridge:   the whole daemon (``Bridge``, as ``heygen-bridge run`` builds it) writing to a
     null pyvirtualcam backend.
 For each: CPU share of the process (utime+stime from /proc/<pid>/stat over the steady window,
@@ -19,9 +21,9 @@ For each: CPU share of the process (utime+stime from /proc/<pid>/stat over the s
 ready (baseline), and, for information, avatar send → camera write / RGB ready (includes VP8
 encode, SFU and decode), read from the stamp the avatar draws into every picture.
 
-The children are this same file, started as ``video.py _bridge ...`` and ``video.py _baseline
-...``; the parent talks to them with signals (SIGUSR1: write the window's figures, start a new
-window; SIGTERM: stop).
+The children are this same file, started as ``video.py _bridge ...``, ``video.py _baseline
+...`` and ``video.py _discard ...``; the parent talks to them with signals (SIGUSR1: write
+the window's figures, start a new window; SIGTERM: stop).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ TARGET_SAME_MS = 0.5
 TARGET_1080_MS = 3.0
 TARGET_DAEMON_PCT = 10.0
 TARGET_LATENCY_P95_MS = 5.0
+TARGET_FLOOR_RATIO = 1.2  # issue 15: the daemon within 1.2x of the SDK's receive-and-discard floor
+ROLES = ("_bridge", "_baseline", "_discard")
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -538,16 +542,9 @@ async def bridge_child(config_path: Path, dump_path: Path) -> int:
 async def baseline_child(url: str, token: str, dump_path: Path) -> int:
     """A bare subscriber: every avatar frame to RGB and copied, as common integrations do."""
     probe = Probe(dump_path)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, probe.dump)
     latest: list[U8] = []  # what a consumer would hand on
-    ready = False
 
     async def video(track: rtc.Track) -> None:
-        nonlocal ready
         stream = rtc.VideoStream(track)  # defaults, as integrations write it
         try:
             async for event in stream:
@@ -565,23 +562,88 @@ async def baseline_child(url: str, token: str, dump_path: Path) -> int:
                 if probe.frames % STAMP_EVERY == 0 and frame.type == rtc.VideoBufferType.I420:
                     y = np.frombuffer(frame.data, np.uint8)[: frame.width * frame.height]
                     probe.stamp(y.reshape(frame.height, frame.width))
-                if not ready:
-                    ready = True
-                    sdnotify.notify("READY=1\nSTATUS=converting the avatar's frames")
+                _ready("converting the avatar's frames")
         finally:
             await stream.aclose()
 
     async def audio(track: rtc.Track) -> None:
         stream = rtc.AudioStream(track, sample_rate=48000, num_channels=1)
-        chunks = 0
         try:
             async for _event in stream:
-                chunks += 1
+                pass
         finally:
             await stream.aclose()
 
+    return await _subscriber(url, token, probe, video, audio)
+
+
+async def discard_child(url: str, token: str, dump_path: Path) -> int:
+    """The SDK's floor: the avatar's video and audio streams consumed with the bridge's own
+    settings (bridge/source/livekit.py: bounded queues, I420, 48 kHz mono in 40 ms frames),
+    every frame dropped.  What any subscriber of this room pays before doing anything."""
+    from bridge.source import livekit as source
+
+    probe = Probe(dump_path)
+
+    async def video(track: rtc.Track) -> None:
+        stream = rtc.VideoStream(
+            track, capacity=source.VIDEO_CAPACITY, format=rtc.VideoBufferType.I420
+        )
+        try:
+            async for event in stream:
+                probe.frames += 1
+                if probe.frames % STAMP_EVERY == 0:  # send -> arrival: the upstream share
+                    frame = event.frame
+                    y = np.frombuffer(frame.data, np.uint8)[: frame.width * frame.height]
+                    probe.stamp(y.reshape(frame.height, frame.width))
+                _ready("discarding the avatar's frames")
+        finally:
+            await stream.aclose()
+
+    async def audio(track: rtc.Track) -> None:
+        stream = rtc.AudioStream(
+            track,
+            capacity=source.AUDIO_CAPACITY,
+            sample_rate=source.SAMPLE_RATE,
+            num_channels=1,
+            frame_size_ms=source.AUDIO_FRAME_MS,
+        )
+        try:
+            async for _event in stream:
+                pass
+        finally:
+            await stream.aclose()
+
+    return await _subscriber(url, token, probe, video, audio)
+
+
+_READY: list[bool] = []
+
+
+def _ready(what: str) -> None:
+    if not _READY:
+        _READY.append(True)
+        sdnotify.notify(f"READY=1\nSTATUS={what}")
+
+
+async def _subscriber(
+    url: str,
+    token: str,
+    probe: Probe,
+    video: Callable[[rtc.Track], Awaitable[None]],
+    audio: Callable[[rtc.Track], Awaitable[None]],
+) -> int:
+    """Join the room, run ``video``/``audio`` on the avatar's tracks until SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, probe.dump)
     tasks: set[asyncio.Task[None]] = set()
     room = rtc.Room()
+
+    async def consume(job: Awaitable[None]) -> None:
+        await job
 
     @room.on("track_subscribed")
     def _subscribed(
@@ -590,7 +652,7 @@ async def baseline_child(url: str, token: str, dump_path: Path) -> int:
         if who.identity != AVATAR_IDENTITY:
             return
         job = video(track) if track.kind == rtc.TrackKind.KIND_VIDEO else audio(track)
-        task = asyncio.create_task(job, name=f"baseline-{track.sid}")
+        task = asyncio.create_task(consume(job), name=f"subscriber-{track.sid}")
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
@@ -628,6 +690,7 @@ class Window:
     extra: dict[str, Any]
     threads: dict[str, float]
     jitter: str = ""
+    round: int = 0
 
 
 class Child:
@@ -768,7 +831,8 @@ async def http_json(
         return body
 
 
-async def baseline_phase(
+async def subscriber_phase(
+    role: str,
     http: aiohttp.ClientSession,
     sim_url: str,
     key: str,
@@ -802,11 +866,11 @@ async def baseline_phase(
         headers=head,
         json={"session_id": session_id},
     )
-    child = Child("baseline", ["--url", data["url"], "--token", data["access_token"]], workdir, env)
+    child = Child(role, ["--url", data["url"], "--token", data["access_token"]], workdir, env)
     try:
         await child.start()
         await asyncio.sleep(warmup)
-        window = await measure(child, "baseline", seconds, sim_pid, server_pid)
+        window = await measure(child, role, seconds, sim_pid, server_pid)
     finally:
         await child.stop()
         with contextlib.suppress(RuntimeError, aiohttp.ClientError):
@@ -909,21 +973,22 @@ async def run_e2e(args: argparse.Namespace) -> list[Window] | str:
                 aiohttp.ClientSession() as http,
             ):
                 for n in range(args.rounds):
-                    print(f"   round {n + 1}/{args.rounds}: baseline ...", flush=True)
-                    windows.append(
-                        await baseline_phase(
-                            http, sim.url, DEFAULT_HEYGEN_KEY, workdir, env,
+                    for role in ("baseline", "discard"):
+                        print(f"   round {n + 1}/{args.rounds}: {role} ...", flush=True)
+                        window = await subscriber_phase(
+                            role, http, sim.url, DEFAULT_HEYGEN_KEY, workdir, env,
                             args.warmup, args.seconds, sim.pid, server_pid, args.encoding,
-                        )
-                    )  # fmt: skip
+                        )  # fmt: skip
+                        window.round = n + 1
+                        windows.append(window)
                     print(f"   round {n + 1}/{args.rounds}: bridge ...", flush=True)
-                    windows.append(
-                        await bridge_phase(
-                            http, sim.url, DEFAULT_HEYGEN_KEY, workdir, env,
-                            args.warmup, args.seconds, sim.pid, server_pid, args.pixel_format,
-                            args.encoding,
-                        )
+                    window = await bridge_phase(
+                        http, sim.url, DEFAULT_HEYGEN_KEY, workdir, env,
+                        args.warmup, args.seconds, sim.pid, server_pid, args.pixel_format,
+                        args.encoding,
                     )  # fmt: skip
+                    window.round = n + 1
+                    windows.append(window)
         finally:
             server.stop()
     return windows
@@ -942,6 +1007,8 @@ def print_e2e(result: list[Window] | str, args: argparse.Namespace) -> None:
     print("   CPU = utime+stime of the subject's whole process over the window, % of one core")
     print("   latency: bridge = frame arrival -> camera write (webcam sink stats);")
     print("            baseline = frame arrival -> RGB copy ready")
+    print("   discard: the SDK's floor, the bridge's stream settings, every frame dropped")
+    print("            (its s->o is avatar send -> arrival: the upstream share alone)")
     print(
         f"   send->out: avatar capture call -> camera write / RGB ready, incl. {args.encoding} "
         "encode, SFU,"
@@ -958,26 +1025,27 @@ def print_e2e(result: list[Window] | str, args: argparse.Namespace) -> None:
         f"{'sim %':>6} {'SFU %':>6} {'all %':>6} {'other %':>7}  frames"
     )
     print(head)
-    for i, w in enumerate(result):
+    for w in result:
         sizes = ", ".join(f"{k}:{v}" for k, v in w.sizes.items()) or "?"
         print(
-            f"   {f'{i // 2 + 1} {w.who}':<16} {w.cpu_pct:6.1f} {w.fps:5.1f} "
+            f"   {f'{w.round} {w.who}':<16} {w.cpu_pct:6.1f} {w.fps:5.1f} "
             f"{fmt_ms(w.lat_p50, 2):>8} {fmt_ms(w.lat_p95, 2):>8} {fmt_ms(w.lat_max, 1):>8} "
             f"{fmt_ms(w.age_p50, 1):>8} {fmt_ms(w.age_p95, 1):>8} {w.probe_pct:7.2f} | "
             f"{w.sim_pct:6.1f} {w.server_pct:6.1f} {w.machine_pct:6.1f} {w.others_pct:7.1f}  "
             f"{sizes}"
         )
-    for i, w in enumerate(result):
+    for w in result:
         top = sorted(w.threads.items(), key=lambda kv: -kv[1])
         shown = ", ".join(f"{name} {share:.1f}" for name, share in top[:8] if share >= 0.05)
-        print(f"   {i // 2 + 1} {w.who} threads, % of one core: {shown}")
-        print(f"   {i // 2 + 1} {w.who} {w.jitter}")
+        print(f"   {w.round} {w.who} threads, % of one core: {shown}")
+        if w.who != "discard":  # it keeps no per-frame figures: it does nothing with them
+            print(f"   {w.round} {w.who} {w.jitter}")
         if w.who != "bridge":
             continue
         e = w.extra
         st = e.get("status", {})
         print(
-            f"   {i // 2 + 1} bridge camera: engine {e.get('engine')}, frames in/out "
+            f"   {w.round} bridge camera: engine {e.get('engine')}, frames in/out "
             f"{e.get('frames_in')}/{e.get('frames_out')}, repeats {e.get('repeats')}, "
             f"slate {e.get('slate_frames')}, dropped {e.get('dropped')}, max_late "
             f"{e.get('max_late_ms', 0):.1f} ms, max_gap {e.get('max_gap_ms', 0):.1f} ms; "
@@ -1006,6 +1074,39 @@ def print_e2e(result: list[Window] | str, args: argparse.Namespace) -> None:
         f"target <= {TARGET_LATENCY_P95_MS:g}: "
         f"{'MEETS' if r_p95 <= TARGET_LATENCY_P95_MS else 'MISSES'}"
     )
+    print_floor(bridges, [w for w in result if w.who == "discard"])
+
+
+def print_floor(bridges: list[Window], floors: list[Window]) -> None:
+    """The daemon against the SDK's receive-and-discard floor, and the latency split."""
+    if not floors:
+        return
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    ratios = [
+        b.cpu_pct / f.cpu_pct
+        for b in bridges
+        for f in floors
+        if b.round == f.round and f.cpu_pct > 0
+    ]
+    f_cpu, r_cpu = mean([w.cpu_pct for w in floors]), mean([w.cpu_pct for w in bridges])
+    ratio = r_cpu / f_cpu if f_cpu > 0 else float("nan")
+    per_round = ", ".join(f"{r:.2f}" for r in ratios)
+    print(
+        f"     CPU vs the SDK floor: bridge {r_cpu:.1f} vs discard {f_cpu:.1f} = {ratio:.2f}x "
+        f"(per round {per_round}); bridge's own share {r_cpu - f_cpu:.1f} points   target "
+        f"<= {TARGET_FLOOR_RATIO:g}x: {'MEETS' if ratio <= TARGET_FLOOR_RATIO else 'MISSES'}"
+    )
+    up = mean([w.age_p50 for w in floors])
+    own = mean([w.lat_p50 for w in bridges])
+    whole = mean([w.age_p50 for w in bridges])
+    print(
+        f"     latency split, p50 ms: avatar send -> arrival (encode, SFU, jitter buffer, "
+        f"decode, SDK; the discard subscriber's) {up:.1f}; arrival -> camera write (the "
+        f"bridge's share) {own:.2f}; the bridge's send -> camera {whole:.1f}"
+    )
 
 
 # ------------------------------------------------------------------------------- main
@@ -1031,7 +1132,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def child_main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="bench/video.py (child)")
-    p.add_argument("role", choices=["_bridge", "_baseline"])
+    p.add_argument("role", choices=list(ROLES))
     p.add_argument("--dump", type=Path, required=True)
     p.add_argument("--config", type=Path)
     p.add_argument("--url")
@@ -1039,12 +1140,13 @@ def child_main(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     if args.role == "_bridge":
         return asyncio.run(bridge_child(args.config, args.dump))
-    return asyncio.run(baseline_child(args.url, args.token, args.dump))
+    subscriber = baseline_child if args.role == "_baseline" else discard_child
+    return asyncio.run(subscriber(args.url, args.token, args.dump))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("_bridge", "_baseline"):
+    if argv and argv[0] in ROLES:
         return child_main(argv)
     args = parse_args(argv)
     print("heygen-bridge video benchmark (bench/video.py)")

@@ -54,6 +54,10 @@ class AudioChunk:
     # perf_counter() seconds when the chunk's FIRST sample reached the bridge (a source that
     # gathers audio into larger chunks dates them back): lip sync is measured from it.
     arrived: float
+    # How much later than the picture of the same instant this audio reached the bridge
+    # (the source's receive paths hold voice and picture apart); 0 when unknown.  The camera
+    # waits that much longer (bridge/sinks/av_align.py).
+    lag: float = 0.0
 
     @property
     def duration(self) -> float:

@@ -10,7 +10,9 @@ open for the daemon's life and carries silence between utterances: on Linux a li
 
 :meth:`MicSink.latency_ms` is the time from the audio's arrival at the bridge
 (``AudioChunk.arrived``) to the sound server's output: the jitter buffer's wait plus the
-stream's measured latency; the camera is delayed by it (:mod:`bridge.sinks.av_align`).
+stream's measured latency; :meth:`MicSink.lag_ms` is how much later than the picture the
+voice arrived (``AudioChunk.lag``); the camera is delayed by both
+(:mod:`bridge.sinks.av_align`).
 
 An output that fails makes the sink ``unavailable``: it keeps accepting (and dropping,
 counted) audio and reopens the output once the devices are made again (``on_devices``), or
@@ -106,6 +108,7 @@ class MicStats:
     # From arrival to the server's output: the stream's part, and buffer + stream.
     output_latency_ms: float | None = None
     latency_ms: float | None = None
+    lag_ms: float = 0.0  # the voice's arrival after the picture of the same instant
     reconnects: int = 0
     late_writes: int = 0  # the writer came back too late: the stream ran dry
     max_write_gap_ms: float = 0.0
@@ -166,6 +169,7 @@ class MicSink(ThreadedSink):
             stats.dropped_chunks += 1
             stats.dropped_ms += chunk.duration * 1000
             return
+        stats.lag_ms = chunk.lag * 1000
         self.buffer.push(samples, time.perf_counter(), chunk.arrived)
 
     def on_devices(self, state: DeviceState) -> None:
@@ -182,6 +186,11 @@ class MicSink(ThreadedSink):
         if not self._available or out is None:
             return None
         return self.buffer.latency_ms(time.perf_counter()) + out
+
+    def lag_ms(self) -> float:
+        """How much later than the picture of the same instant the voice reached the bridge
+        (the last chunk's ``AudioChunk.lag``)."""
+        return self.stats.lag_ms
 
     # --- writer thread ----------------------------------------------------------------------------
 

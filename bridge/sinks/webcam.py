@@ -70,6 +70,10 @@ class CameraStats:
     max_gap_ms: float = 0.0
     max_late_ms: float = 0.0
     delay_ms: float = 0.0
+    # Lip sync (bridge/sinks/av_align.py): the delay the voice needs now, and the camera-mic
+    # offset the delay applied leaves (+ = picture late; the aligner slews it to 0).
+    av_target_ms: float | None = None
+    av_offset_ms: float | None = None
     write_failures: int = 0  # device writes that raised (the device was then reopened)
     last_error: str | None = None
     fix: str | None = None

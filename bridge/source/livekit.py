@@ -29,6 +29,7 @@ from bridge.backoff import Backoff, Retrying
 from bridge.media.frames import AudioChunk, VideoFrame
 from bridge.source.base import MediaHandlers, RoomClosed, SourceFailed
 from bridge.source.room import RoomLink
+from bridge.source.rx_delay import ReceiveDelay, counters, voice_lag_ms
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ AUDIO_FRAME_MS = 40
 # the bridge 30 ms before the chunk did.  Lip sync counts from that first sample.
 WEBRTC_FRAME_MS = 10
 AUDIO_CAPACITY = 13  # 0.5 s before the oldest is dropped
+# How often each track's RTC stats are read for its receive delay (bridge/source/rx_delay.py):
+# one FFI request a second per track.
+RX_DELAY_EVERY_S = 1.0
 REJOIN = Backoff(first=0.2, cap=5.0, spread=(0.5, 1.0))
 
 SourceState = Literal["idle", "connecting", "connected", "reconnecting", "stopped"]
@@ -58,6 +62,14 @@ class SourceStats:
     avatar_present: bool = False
     video_size: tuple[int, int] | None = None
     last_error: str | None = None
+    # libwebrtc's receive delay per track (jitter buffers, decode), from its RTC stats.
+    audio_rx_delay_ms: float | None = None
+    video_rx_delay_ms: float | None = None
+
+    @property
+    def audio_lag_ms(self) -> float:
+        """How much later than the picture the voice reaches the bridge (0: unknown)."""
+        return voice_lag_ms(self.audio_rx_delay_ms, self.video_rx_delay_ms)
 
 
 class LiveKitSource:
@@ -107,6 +119,8 @@ class LiveKitSource:
             "data_packets": self.link.data_packets,
             "rejoins": s.rejoins,
             "video_size": list(s.video_size) if s.video_size else None,
+            "audio_rx_delay_ms": _rounded(s.audio_rx_delay_ms),
+            "video_rx_delay_ms": _rounded(s.video_rx_delay_ms),
             "last_error": s.last_error,
         }
 
@@ -195,12 +209,13 @@ class LiveKitSource:
         else:
             return
         self._stop_consumer(track.sid)
-        consumer = _consumer(kind, track.sid, job)
+        measured = self._measured(kind, track, job)
+        consumer = _consumer(kind, track.sid, measured)
         try:
             task = group.create_task(consumer, name=f"consume-{kind}-{track.sid}")
         except RuntimeError:  # the stay is ending (another consumer died): none starts now
-            consumer.close()
-            job.close()
+            for coroutine in (consumer, measured, job):
+                coroutine.close()
             return
         self._consumers[track.sid] = task
 
@@ -208,6 +223,31 @@ class LiveKitSource:
         task = self._consumers.pop(sid, None)
         if task is not None:
             task.cancel()  # its stay's task group awaits it
+
+    async def _measured(
+        self, kind: TrackKind, track: rtc.Track, job: Coroutine[Any, Any, None]
+    ) -> None:
+        """Run ``job`` (the track's consumer) while its receive delay is read beside it."""
+        poll = asyncio.create_task(self._poll_rx_delay(kind, track), name=f"rx-delay-{kind}")
+        try:
+            await job
+        finally:
+            poll.cancel()
+            await asyncio.wait([poll])  # not `await poll`: a cancel of ours must go on
+
+    async def _poll_rx_delay(self, kind: TrackKind, track: rtc.Track) -> None:
+        """Keep ``stats.<kind>_rx_delay_ms`` current; a failing stats request ends this only."""
+        delay = ReceiveDelay(kind)
+        attr = f"{kind}_rx_delay_ms"
+        try:
+            while True:
+                await asyncio.sleep(RX_DELAY_EVERY_S)
+                # The SDK raises a bare Exception when the FFI answers with an error.
+                setattr(self.stats, attr, delay.update(counters(kind, await track.get_stats())))
+        except Exception as exc:  # the media goes on; only the lip-sync correction stops
+            log.warning("cannot read the avatar's %s stats any more: %r", kind, exc)
+        finally:
+            setattr(self.stats, attr, None)
 
     async def _video(self, track: rtc.Track) -> None:
         stream = rtc.VideoStream(track, capacity=VIDEO_CAPACITY, format=rtc.VideoBufferType.I420)
@@ -248,10 +288,15 @@ class LiveKitSource:
                         np.frombuffer(frame.data, np.int16),
                         SAMPLE_RATE,
                         arrived=time.perf_counter() - gathered,
+                        lag=stats.audio_lag_ms / 1000,
                     )
                 )
         finally:
             await stream.aclose()
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
 
 
 async def _consumer(kind: TrackKind, sid: str, job: Coroutine[Any, Any, None]) -> None:

@@ -22,13 +22,13 @@ MIC_KEYS = [
     "state", "output", "sink", "source", "server", "chunks_in", "seconds_in", "bad_chunks",
     "dropped_chunks", "dropped_ms", "lost_ms", "seconds_written", "seconds_audio", "underruns",
     "overruns", "overrun_dropped_ms", "trims", "trimmed_ms", "buffer_ms", "target_ms",
-    "output_latency_ms", "latency_ms", "reconnects", "late_writes", "max_write_gap_ms",
+    "output_latency_ms", "latency_ms", "lag_ms", "reconnects", "late_writes", "max_write_gap_ms",
     "last_error", "fix",
 ]  # fmt: skip
 CAMERA_KEYS = {
     "state", "device", "engine", "showing", "frames_in", "frames_out", "repeats",
-    "slate_frames", "dropped", "max_gap_ms", "max_late_ms", "delay_ms", "latency_ms_p50",
-    "latency_ms_p95", "last_error", "fix",
+    "slate_frames", "dropped", "max_gap_ms", "max_late_ms", "delay_ms", "av_target_ms",
+    "av_offset_ms", "latency_ms_p50", "latency_ms_p95", "last_error", "fix",
 }  # fmt: skip
 
 
