@@ -59,7 +59,7 @@ LIMIT_S = 11
 MARGIN_S = 5.0
 IDLE_S = 6  # LiveAvatar's idle timeout, far below the bridge's keep-alive every 60 s
 HEYGEN_IDLE_S = 30  # HeyGen's shortest activity_idle_timeout
-QUIET_S = 10.0  # watched for a retry after a fatal end (the first retry would come within 1 s)
+QUIET_S = 5.0  # watched for a retry after a fatal end (the first retry would come within 1 s)
 SHORT = "Hello there."
 
 

@@ -153,6 +153,10 @@ def test_liveavatar_refusals_by_their_words(
 )
 def test_liveavatar_404_on_a_session_means_it_is_gone(endpoint: str) -> None:
     assert isinstance(error(LIVEAVATAR, 404, {"detail": "Not Found"}, endpoint), SessionGone)
+    # A session the service ended for lack of credits is gone, not a refusal for credits.
+    ended = {"code": 404, "message": "Session has already ended (NO_CREDITS)"}
+    gone = error(LIVEAVATAR, 404, ended, endpoint)
+    assert isinstance(gone, SessionGone) and "Add credits" not in str(gone)
 
 
 def test_liveavatar_404_on_a_token_is_the_avatar() -> None:

@@ -62,6 +62,8 @@ class LiveAvatarErrors(ErrorMap):
 
     def recognise(self, fault: ApiFault, endpoint: str) -> Refusal | None:
         """The two refusals a user must act on, told by their words (or 402)."""
+        if fault.status == 404 and endpoint in _SESSION_ENDPOINTS:
+            return None  # the session is over, whatever words say why ("ended (NO_CREDITS)")
         words = fault.message.lower()
         if "concurrent" in words:
             return SessionLimitReached, "concurrent session limit reached", STOP_HINT
