@@ -113,9 +113,7 @@ class EventSubConnector:
                 why = "no welcome, or subscribing took too long"
             except (aiohttp.ClientError, OSError) as exc:
                 why = f"{type(exc).__name__}: {exc}"
-            self._stats.drops += 1
-            self._stats.state = "reconnecting"
-            self._stats.error = self._stats.last_drop = why
+            self._stats.dropped(why)
             delay = self._retry.failed()
             log.warning("twitch: EventSub connection lost (%s); again in %.1f s", why, delay)
             await asyncio.sleep(delay)

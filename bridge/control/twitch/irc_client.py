@@ -70,9 +70,7 @@ class IrcConnector:
                     why = f"nothing heard for {self._idle_s:.0f} s"
                 except (aiohttp.ClientError, OSError) as exc:
                     why = f"{type(exc).__name__}: {exc}"
-                self._stats.drops += 1
-                self._stats.state = "reconnecting"
-                self._stats.error = self._stats.last_drop = why
+                self._stats.dropped(why)
                 delay = self._retry.failed()
                 log.warning("twitch: IRC connection lost (%s); again in %.1f s", why, delay)
                 await asyncio.sleep(delay)

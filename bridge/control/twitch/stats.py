@@ -34,6 +34,12 @@ class TwitchStats:
     replies_dropped: int = 0  # over Twitch's rate, or refused by it
     paused: bool = False
 
+    def dropped(self, why: str) -> None:
+        """The connection was lost (``why``): reconnecting."""
+        self.drops += 1
+        self.state = "reconnecting"
+        self.error = self.last_drop = why
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "transport": self.transport,
